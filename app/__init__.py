@@ -1,0 +1,65 @@
+"""create_app: extensions, Flask-AppBuilder, views, APIs, CLI commands."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+from flask_appbuilder import AppBuilder
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from config import BASE_DIR, get_config
+
+log = logging.getLogger(__name__)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite enforces foreign keys only when asked, per connection.
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
+    from app.extensions import csrf, db, mail, migrate, queue
+
+    app = Flask(__name__, instance_path=os.path.join(BASE_DIR, "instance"))
+    app.config.from_object(get_config(config_name))
+    app.config.update(overrides)
+    if app.config.get("SESSION_COOKIE_SECURE") and app.config["SECRET_KEY"].startswith("dev-"):
+        raise RuntimeError("SECRET_KEY must be set in production")
+    os.makedirs(app.config["UPLOAD_FOLDER"], exist_ok=True)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(app.config["SQLALCHEMY_DATABASE_URI"][10:]) or ".",
+                    exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(BASE_DIR, "migrations"))
+    csrf.init_app(app)
+    mail.init_app(app)
+    queue.init_app(app)
+
+    with app.app_context():
+        from app import models  # noqa: F401  (every table on FAB's metadata before FAB starts)
+
+        appbuilder = AppBuilder()
+        appbuilder.init_app(app, db.session)
+        from app.views import register_views
+
+        register_views(appbuilder)
+        from app.api import register_apis
+
+        register_apis(appbuilder)
+
+    from app.cli import register_cli
+    from app.errors import register_error_handlers
+    from app.templating import register_template_helpers
+
+    register_cli(app)
+    register_error_handlers(app)
+    register_template_helpers(app)
+    return app

@@ -1,0 +1,67 @@
+"""Error pages and JSON errors in the user's language; a refused workflow move is a 4xx."""
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import db
+from app.workflow.errors import WorkflowError
+
+
+def _messages() -> dict[int, str]:
+    return {
+        400: _("The request was not valid. Nothing was changed."),
+        401: _("Please log in."),
+        403: _("You are not allowed to do this. Nothing was changed."),
+        404: _("Not found, or not yours to see."),
+        405: _("This action is not allowed here."),
+        409: _("This conflicts with the current state. Nothing was changed."),
+        413: _("The upload is too large."),
+        429: _("Too many attempts. Please wait a minute and try again."),
+        500: _("Something went wrong on our side. Nothing was changed."),
+        503: _("The service is not ready yet."),
+    }
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or (
+        request.accept_mimetypes.best == "application/json")
+
+
+def error_response(status: int, message: str):
+    if wants_json():
+        return jsonify({"message": message}), status
+    from flask import current_app
+
+    appbuilder = current_app.appbuilder
+    return render_template("ciie/error.html", status=status, message=message,
+                           appbuilder=appbuilder, base_template=appbuilder.base_template), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        db.session.rollback()
+        return error_response(400, _("The form expired or did not come from this site "
+                                     "(missing or wrong security token). Reload the page "
+                                     "and try again; nothing was changed."))
+
+    @app.errorhandler(WorkflowError)
+    def workflow_error(exc):
+        db.session.rollback()
+        return error_response(exc.status_code, str(exc.message))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        if exc.code is None or exc.code < 400:
+            return exc
+        db.session.rollback()
+        return error_response(exc.code, _messages().get(exc.code, exc.description or ""))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc):
+        app.logger.exception("unhandled error")
+        db.session.rollback()
+        return error_response(500, _messages()[500])

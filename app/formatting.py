@@ -1,0 +1,59 @@
+"""How values read on screen and in exports: money in yuan, times in Shanghai, labels for enums."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from flask_babel import gettext as _
+
+from app.clock import SHANGHAI
+
+
+def fmt_money(fen: int | None) -> str:
+    """Integer fen as yuan with two decimals, e.g. 12345 -> ¥123.45 (exact: no float)."""
+    if fen is None:
+        return ""
+    yuan = (Decimal(int(fen)) / Decimal(100)).quantize(Decimal("0.01"))
+    return f"¥{yuan:,}"
+
+
+def fen_to_yuan(fen: int) -> Decimal:
+    return (Decimal(int(fen)) / Decimal(100)).quantize(Decimal("0.01"))
+
+
+def fmt_datetime(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
+def fmt_date(value: date | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def fmt_bool(value: Any) -> str:
+    return _("Yes") if value else _("No")
+
+
+def fmt_enum(value: Any) -> str:
+    return str(value.label) if hasattr(value, "label") else ("" if value is None else str(value))
+
+
+def mask_id_number(number: str | None) -> str:
+    """Keep the first four and last four characters: 310101199001011234 -> 3101**********1234."""
+    if not number:
+        return ""
+    if len(number) <= 8:
+        return number[:1] + "*" * (len(number) - 2) + number[-1:] if len(number) > 2 else "**"
+    return number[:4] + "*" * (len(number) - 8) + number[-4:]
+
+
+def mask_mobile(number: str | None) -> str:
+    """Keep the first three and last four digits: 13812345678 -> 138****5678."""
+    if not number:
+        return ""
+    digits = number.strip()
+    if len(digits) <= 7:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]

@@ -1,0 +1,1312 @@
+"""Every table of the CIIE professional-visitor system, its enums and their translated labels.
+
+Models hold data and the invariants SQL can hold (unique keys, checks, partial unique indexes);
+the transitions between states live in `app.workflow`.
+"""
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime, timedelta, timezone
+from typing import Optional
+
+import sqlalchemy as sa
+from flask_appbuilder import Model
+from flask_appbuilder.security.sqla.models import User as FabUser
+from flask_babel import lazy_gettext as _l
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+metadata = Model.metadata
+# Named constraints make Alembic's SQLite batch mode and error messages predictable. FAB's own
+# tables are already defined (unnamed) when this runs; the convention applies to ours.
+metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class AwareDateTime(sa.types.TypeDecorator):
+    """A timezone-aware timestamp stored in UTC on every backend (SQLite keeps no offset)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to an AwareDateTime column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    from app.clock import now
+
+    return now()
+
+
+# --------------------------------------------------------------------------------------------
+# Enums. Values are short English words; labels come from the catalogues.
+# --------------------------------------------------------------------------------------------
+
+
+class LabelledEnum(str, enum.Enum):
+    """A string enum whose members carry a translated label (see LABELS below)."""
+
+    @property
+    def label(self):
+        return LABELS[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Region(LabelledEnum):
+    domestic = "domestic"
+    overseas = "overseas"
+
+
+class UnitCategory(LabelledEnum):
+    enterprise = "enterprise"
+    government_agency = "government_agency"
+    public_institution = "public_institution"
+    social_organisation = "social_organisation"
+    government_department = "government_department"
+    other = "other"
+
+
+CATEGORIES_BY_REGION = {
+    Region.domestic: (
+        UnitCategory.enterprise,
+        UnitCategory.government_agency,
+        UnitCategory.public_institution,
+        UnitCategory.social_organisation,
+    ),
+    Region.overseas: (
+        UnitCategory.enterprise,
+        UnitCategory.government_department,
+        UnitCategory.social_organisation,
+        UnitCategory.other,
+    ),
+}
+
+
+class DelegationKind(LabelledEnum):
+    local = "local"
+    central_soe = "central_soe"
+    health_commission = "health_commission"
+    industry = "industry"
+
+
+class UnitStatus(LabelledEnum):
+    draft = "draft"
+    submitted = "submitted"
+    approved = "approved"
+    returned = "returned"
+    rejected = "rejected"
+
+
+class PersonStatus(LabelledEnum):
+    draft = "draft"
+    awaiting_unit = "awaiting_unit"
+    submitted = "submitted"
+    awaiting_lock = "awaiting_lock"
+    awaiting_payment = "awaiting_payment"
+    in_order = "in_order"
+    awaiting_review = "awaiting_review"
+    approved = "approved"
+    rejected = "rejected"
+    badge_issued = "badge_issued"
+    cancelled = "cancelled"
+    refunded = "refunded"
+
+
+# Statuses in which a person is past the lock and must carry a tag.
+TAGGED_PERSON_STATUSES = (
+    PersonStatus.awaiting_lock,
+    PersonStatus.awaiting_payment,
+    PersonStatus.in_order,
+    PersonStatus.awaiting_review,
+    PersonStatus.approved,
+    PersonStatus.badge_issued,
+)
+
+
+class Tag(LabelledEnum):
+    visitor = "visitor"
+    staff = "staff"
+    vip = "vip"
+
+
+class Gender(LabelledEnum):
+    male = "male"
+    female = "female"
+
+
+class IdType(LabelledEnum):
+    mainland_id = "mainland_id"
+    hk_macau_permit = "hk_macau_permit"
+    taiwan_permit = "taiwan_permit"
+    passport = "passport"
+    foreign_permanent_id = "foreign_permanent_id"
+
+
+class OrderStatus(LabelledEnum):
+    pending = "pending"
+    paid = "paid"
+    cancelled = "cancelled"
+
+
+class PaymentChannel(LabelledEnum):
+    alipay = "alipay"
+    wechat = "wechat"
+    unionpay = "unionpay"
+    b2b = "b2b"
+    transfer = "transfer"
+
+
+QR_CHANNELS = (PaymentChannel.alipay, PaymentChannel.wechat, PaymentChannel.unionpay)
+
+
+class PaymentStatus(LabelledEnum):
+    created = "created"
+    pending = "pending"
+    confirmed = "confirmed"
+    failed = "failed"
+    rejected = "rejected"
+
+
+class InvoiceKind(LabelledEnum):
+    e_normal = "e_normal"
+    paper_special = "paper_special"
+
+
+class InvoiceStatus(LabelledEnum):
+    requested = "requested"
+    issued = "issued"
+    mailed = "mailed"
+    void_requested = "void_requested"
+    voided = "voided"
+    rejected = "rejected"
+
+
+ACTIVE_INVOICE_STATUSES = (
+    InvoiceStatus.requested,
+    InvoiceStatus.issued,
+    InvoiceStatus.mailed,
+    InvoiceStatus.void_requested,
+)
+
+
+class RefundStatus(LabelledEnum):
+    requested = "requested"
+    approved = "approved"
+    sent = "sent"
+    done = "done"
+    failed = "failed"
+    rejected = "rejected"
+
+
+class RefundRoute(LabelledEnum):
+    original = "original"
+    other_account = "other_account"
+
+
+class ReviewOutcome(LabelledEnum):
+    passed = "passed"
+    failed = "failed"
+
+
+class ReviewReason(LabelledEnum):
+    identity_mismatch = "identity_mismatch"
+    invalid_document = "invalid_document"
+    invalid_photo = "invalid_photo"
+    security_concern = "security_concern"
+    duplicate = "duplicate"
+    other = "other"
+
+
+class BadgeStatus(LabelledEnum):
+    produced = "produced"
+    shipped = "shipped"
+    delivered = "delivered"
+
+
+class ShipmentStatus(LabelledEnum):
+    packed = "packed"
+    shipped = "shipped"
+    delivered = "delivered"
+
+
+class EventStatus(LabelledEnum):
+    draft = "draft"
+    published = "published"
+    closed = "closed"
+
+
+class ApplicationStatus(LabelledEnum):
+    applied = "applied"
+    accepted = "accepted"
+    declined = "declined"
+    withdrawn = "withdrawn"
+
+
+class NotificationChannel(LabelledEnum):
+    sms = "sms"
+    email = "email"
+
+
+class NotificationStatus(LabelledEnum):
+    queued = "queued"
+    sent = "sent"
+    failed = "failed"
+
+
+class ScanResult(LabelledEnum):
+    valid = "valid"
+    not_today = "not_today"
+    deactivated = "deactivated"
+    forged = "forged"
+    unknown = "unknown"
+    cancelled = "cancelled"
+
+
+LABELS = {
+    Region.domestic: _l("Domestic"),
+    Region.overseas: _l("Overseas"),
+    UnitCategory.enterprise: _l("Enterprise"),
+    UnitCategory.government_agency: _l("Government agency"),
+    UnitCategory.public_institution: _l("Public institution"),
+    UnitCategory.social_organisation: _l("Social organisation"),
+    UnitCategory.government_department: _l("Government department"),
+    UnitCategory.other: _l("Other"),
+    DelegationKind.local: _l("Local delegation"),
+    DelegationKind.central_soe: _l("Central SOE delegation"),
+    DelegationKind.health_commission: _l("Health commission delegation"),
+    DelegationKind.industry: _l("Industry delegation"),
+    UnitStatus.draft: _l("Draft"),
+    UnitStatus.submitted: _l("Submitted"),
+    UnitStatus.approved: _l("Approved"),
+    UnitStatus.returned: _l("Returned for changes"),
+    UnitStatus.rejected: _l("Rejected"),
+    PersonStatus.draft: _l("Draft"),
+    PersonStatus.awaiting_unit: _l("Awaiting unit approval"),
+    PersonStatus.submitted: _l("Submitted"),
+    PersonStatus.awaiting_lock: _l("Awaiting lock"),
+    PersonStatus.awaiting_payment: _l("Awaiting payment"),
+    PersonStatus.in_order: _l("In order"),
+    PersonStatus.awaiting_review: _l("Awaiting security review"),
+    PersonStatus.approved: _l("Review passed"),
+    PersonStatus.rejected: _l("Review failed"),
+    PersonStatus.badge_issued: _l("Badge issued"),
+    PersonStatus.cancelled: _l("Cancelled"),
+    PersonStatus.refunded: _l("Refunded"),
+    Tag.visitor: _l("Professional visitor"),
+    Tag.staff: _l("Staff"),
+    Tag.vip: _l("VIP"),
+    Gender.male: _l("Male"),
+    Gender.female: _l("Female"),
+    IdType.mainland_id: _l("Mainland ID card"),
+    IdType.hk_macau_permit: _l("Hong Kong/Macau permit"),
+    IdType.taiwan_permit: _l("Taiwan permit"),
+    IdType.passport: _l("Passport"),
+    IdType.foreign_permanent_id: _l("Foreigner permanent residence ID"),
+    OrderStatus.pending: _l("Awaiting payment"),
+    OrderStatus.paid: _l("Paid"),
+    OrderStatus.cancelled: _l("Cancelled"),
+    PaymentChannel.alipay: _l("Alipay"),
+    PaymentChannel.wechat: _l("WeChat Pay"),
+    PaymentChannel.unionpay: _l("UnionPay"),
+    PaymentChannel.b2b: _l("B2B gateway"),
+    PaymentChannel.transfer: _l("Bank transfer"),
+    PaymentStatus.created: _l("Created"),
+    PaymentStatus.pending: _l("Pending"),
+    PaymentStatus.confirmed: _l("Confirmed"),
+    PaymentStatus.failed: _l("Failed"),
+    PaymentStatus.rejected: _l("Rejected"),
+    InvoiceKind.e_normal: _l("Ordinary VAT e-invoice"),
+    InvoiceKind.paper_special: _l("Special VAT paper invoice"),
+    InvoiceStatus.requested: _l("Requested"),
+    InvoiceStatus.issued: _l("Issued"),
+    InvoiceStatus.mailed: _l("Mailed"),
+    InvoiceStatus.void_requested: _l("Voiding requested"),
+    InvoiceStatus.voided: _l("Voided"),
+    InvoiceStatus.rejected: _l("Rejected"),
+    RefundStatus.requested: _l("Requested"),
+    RefundStatus.approved: _l("Approved"),
+    RefundStatus.sent: _l("Sent"),
+    RefundStatus.done: _l("Refunded"),
+    RefundStatus.failed: _l("Failed"),
+    RefundStatus.rejected: _l("Rejected"),
+    RefundRoute.original: _l("Original route"),
+    RefundRoute.other_account: _l("Another account"),
+    ReviewOutcome.passed: _l("Passed"),
+    ReviewOutcome.failed: _l("Failed"),
+    ReviewReason.identity_mismatch: _l("Identity does not match"),
+    ReviewReason.invalid_document: _l("Invalid ID document"),
+    ReviewReason.invalid_photo: _l("Invalid photo"),
+    ReviewReason.security_concern: _l("Security concern"),
+    ReviewReason.duplicate: _l("Duplicate application"),
+    ReviewReason.other: _l("Other"),
+    BadgeStatus.produced: _l("Produced"),
+    BadgeStatus.shipped: _l("Shipped"),
+    BadgeStatus.delivered: _l("Delivered"),
+    ShipmentStatus.packed: _l("Packed"),
+    ShipmentStatus.shipped: _l("Shipped"),
+    ShipmentStatus.delivered: _l("Delivered"),
+    EventStatus.draft: _l("Draft"),
+    EventStatus.published: _l("Published"),
+    EventStatus.closed: _l("Closed"),
+    ApplicationStatus.applied: _l("Applied"),
+    ApplicationStatus.accepted: _l("Accepted"),
+    ApplicationStatus.declined: _l("Declined"),
+    ApplicationStatus.withdrawn: _l("Withdrawn"),
+    NotificationChannel.sms: _l("SMS"),
+    NotificationChannel.email: _l("E-mail"),
+    NotificationStatus.queued: _l("Queued"),
+    NotificationStatus.sent: _l("Sent"),
+    NotificationStatus.failed: _l("Failed"),
+    ScanResult.valid: _l("Valid"),
+    ScanResult.not_today: _l("Not an entry date"),
+    ScanResult.deactivated: _l("Badge deactivated"),
+    ScanResult.forged: _l("Forged code"),
+    ScanResult.unknown: _l("Unknown badge"),
+    ScanResult.cancelled: _l("Person cancelled"),
+}
+
+
+def enum_column(enum_cls: type[enum.Enum], name: str | None = None, **kwargs) -> Mapped:
+    """A VARCHAR column with a CHECK constraint listing the enum's values (same on every DB).
+
+    `name` names the constraint when one table has two columns of the same enum."""
+    name = name or "".join(
+        "_" + c.lower() if c.isupper() else c for c in enum_cls.__name__).lstrip("_")
+    return mapped_column(
+        sa.Enum(
+            enum_cls,
+            name=name,
+            native_enum=False,
+            create_constraint=True,
+            length=32,
+            values_callable=lambda e: [m.value for m in e],
+            validate_strings=True,
+        ),
+        **kwargs,
+    )
+
+
+def money_column(**kwargs) -> Mapped[int]:
+    """Money is integer fen (1 yuan = 100 fen); never a float."""
+    return mapped_column(sa.BigInteger, **kwargs)
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        AwareDateTime, default=utcnow, onupdate=utcnow, nullable=False
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Reference data: editions, delegations, taxonomy, partners
+# --------------------------------------------------------------------------------------------
+
+
+class Edition(Model):
+    """One expo: its exhibition days, badge fee and deadlines (all Asia/Shanghai)."""
+
+    __tablename__ = "edition"
+    __table_args__ = (
+        sa.CheckConstraint("end_date >= start_date", name="dates_ordered"),
+        sa.CheckConstraint("badge_fee_fen >= 0", name="fee_not_negative"),
+        sa.CheckConstraint("number > 0", name="number_positive"),
+        sa.Index("uq_edition_current", "is_current", unique=True,
+                 sqlite_where=sa.text("is_current"), postgresql_where=sa.text("is_current")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[int] = mapped_column(sa.Integer, unique=True, nullable=False)
+    start_date: Mapped[date] = mapped_column(sa.Date, nullable=False)
+    end_date: Mapped[date] = mapped_column(sa.Date, nullable=False)
+    badge_fee_fen: Mapped[int] = money_column(nullable=False)
+    delegation_deadline: Mapped[datetime] = mapped_column(AwareDateTime, nullable=False)
+    transfer_deadline: Mapped[datetime] = mapped_column(AwareDateTime, nullable=False)
+    online_pay_deadline: Mapped[datetime] = mapped_column(AwareDateTime, nullable=False)
+    is_current: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
+
+    @property
+    def days(self) -> list[date]:
+        return [self.start_date + timedelta(days=i)
+                for i in range((self.end_date - self.start_date).days + 1)]
+
+    def days_to_mask(self, days: list[date]) -> int:
+        mask = 0
+        for d in days:
+            mask |= 1 << (d - self.start_date).days
+        return mask
+
+    def mask_to_days(self, mask: int) -> list[date]:
+        return [d for i, d in enumerate(self.days) if mask & (1 << i)]
+
+    def __repr__(self) -> str:
+        return str(_l("CIIE %(number)s", number=self.number))
+
+
+class Delegation(Model):
+    """A trading delegation, or (with a parent) one of its sub-delegations."""
+
+    __tablename__ = "delegation"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "kind = 'industry' OR rollup_delegation_id IS NULL", name="rollup_only_industry"
+        ),
+        sa.CheckConstraint("parent_id IS NULL OR parent_id <> id", name="not_own_parent"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(32), unique=True, nullable=False)
+    name_zh: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    name_en: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    kind: Mapped[DelegationKind] = enum_column(DelegationKind, nullable=False)
+    parent_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("delegation.id"), index=True)
+    # An industry delegation manages its units but they are counted under this delegation.
+    rollup_delegation_id: Mapped[Optional[int]] = mapped_column(
+        sa.ForeignKey("delegation.id"), index=True
+    )
+    region: Mapped[Region] = enum_column(Region, default=Region.domestic, nullable=False)
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True, nullable=False)
+
+    parent: Mapped[Optional["Delegation"]] = relationship(
+        remote_side=[id], foreign_keys=[parent_id], back_populates="children"
+    )
+    children: Mapped[list["Delegation"]] = relationship(
+        foreign_keys=[parent_id], back_populates="parent"
+    )
+    rollup_delegation: Mapped[Optional["Delegation"]] = relationship(
+        remote_side=[id], foreign_keys=[rollup_delegation_id]
+    )
+
+    @property
+    def name(self) -> str:
+        from app.i18n import pick
+
+        return pick(self.name_zh, self.name_en)
+
+    @property
+    def is_sub(self) -> bool:
+        return self.parent_id is not None
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class DelegationExtension(Model):
+    """An admin's extension of the delegation deadline for one delegation."""
+
+    __tablename__ = "delegation_extension"
+    __table_args__ = (sa.UniqueConstraint("edition_id", "delegation_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(sa.ForeignKey("edition.id"), nullable=False)
+    delegation_id: Mapped[int] = mapped_column(sa.ForeignKey("delegation.id"), nullable=False)
+    until: Mapped[datetime] = mapped_column(AwareDateTime, nullable=False)
+    reason: Mapped[str] = mapped_column(sa.String(500), nullable=False)
+    granted_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"))
+    granted_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+
+    edition: Mapped[Edition] = relationship()
+    delegation: Mapped[Delegation] = relationship()
+
+
+class Zone(Model):
+    """Taxonomy of industries and product zones (专区) that admins maintain in zh and en."""
+
+    __tablename__ = "zone"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("zone.id"))
+    name_zh: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    name_en: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    sort: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True, nullable=False)
+
+    parent: Mapped[Optional["Zone"]] = relationship(remote_side=[id])
+
+    @property
+    def name(self) -> str:
+        from app.i18n import pick
+
+        return pick(self.name_zh, self.name_en)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class ReferralCode(Model):
+    """A code that an inviting partner (incl. regional partners) hands to the units it invites."""
+
+    __tablename__ = "referral_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(32), unique=True, nullable=False)
+    partner_name_zh: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    partner_name_en: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    regional: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+
+    def __repr__(self) -> str:
+        return self.code
+
+
+class Organiser(Model):
+    """An organisation that publishes supporting events (配套活动)."""
+
+    __tablename__ = "organiser"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name_zh: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    name_en: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+
+    @property
+    def name(self) -> str:
+        from app.i18n import pick
+
+        return pick(self.name_zh, self.name_en)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# --------------------------------------------------------------------------------------------
+# Units and their registrations
+# --------------------------------------------------------------------------------------------
+
+
+class Unit(TimestampMixin, Model):
+    """A registering organisation. Its login is its USCC (overseas units get a generated one)."""
+
+    __tablename__ = "unit"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "region = 'overseas' OR uscc IS NOT NULL", name="domestic_has_uscc"
+        ),
+        sa.CheckConstraint(
+            "(region = 'domestic' AND category IN ('enterprise', 'government_agency', "
+            "'public_institution', 'social_organisation')) OR (region = 'overseas' AND "
+            "category IN ('enterprise', 'government_department', 'social_organisation', "
+            "'other'))",
+            name="category_fits_region",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(sa.String(32), unique=True, nullable=False)
+    uscc: Mapped[Optional[str]] = mapped_column(sa.String(18), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    name_en: Mapped[Optional[str]] = mapped_column(sa.String(200))
+    region: Mapped[Region] = enum_column(Region, nullable=False)
+    category: Mapped[UnitCategory] = enum_column(UnitCategory, nullable=False)
+    country: Mapped[Optional[str]] = mapped_column(sa.String(2))
+    address: Mapped[Optional[str]] = mapped_column(sa.String(300))
+    # Contact on file: where returning-unit verification codes and notices are sent.
+    mobile: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    email: Mapped[Optional[str]] = mapped_column(sa.String(254))
+    language: Mapped[str] = mapped_column(sa.String(5), default="zh", nullable=False)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class UnitRegistration(TimestampMixin, Model):
+    """A unit's registration for one edition: the record delegations review."""
+
+    __tablename__ = "unit_registration"
+    __table_args__ = (
+        sa.UniqueConstraint("edition_id", "unit_id"),
+        sa.CheckConstraint(
+            "status <> 'approved' OR unit_number IS NOT NULL", name="approved_has_number"
+        ),
+        sa.Index("ix_unit_registration_scope", "edition_id", "delegation_id", "status"),
+        sa.Index("ix_unit_registration_sub", "edition_id", "sub_delegation_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(sa.ForeignKey("edition.id"), nullable=False)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), nullable=False, index=True)
+    status: Mapped[UnitStatus] = enum_column(UnitStatus, default=UnitStatus.draft, nullable=False)
+    unit_number: Mapped[Optional[str]] = mapped_column(sa.String(16), unique=True)
+    delegation_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("delegation.id"))
+    sub_delegation_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("delegation.id"))
+    referral_code_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("referral_code.id"))
+    previous_registration_id: Mapped[Optional[int]] = mapped_column(
+        sa.ForeignKey("unit_registration.id")
+    )
+    is_returning: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
+    contact_name: Mapped[Optional[str]] = mapped_column(sa.String(100))
+    contact_title: Mapped[Optional[str]] = mapped_column(sa.String(100))
+    contact_mobile: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    contact_email: Mapped[Optional[str]] = mapped_column(sa.String(254))
+    purchase_intentions: Mapped[Optional[str]] = mapped_column(sa.Text)
+    reason: Mapped[Optional[str]] = mapped_column(sa.Text)
+    # The autosaved form: saved even when it would not pass validation; submission validates.
+    draft_data: Mapped[Optional[dict]] = mapped_column(sa.JSON)
+    draft_saved_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    submitted_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    reviewed_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    review_reason: Mapped[Optional[str]] = mapped_column(sa.String(1000))
+
+    edition: Mapped[Edition] = relationship()
+    unit: Mapped[Unit] = relationship()
+    delegation: Mapped[Optional[Delegation]] = relationship(foreign_keys=[delegation_id])
+    sub_delegation: Mapped[Optional[Delegation]] = relationship(foreign_keys=[sub_delegation_id])
+    referral_code: Mapped[Optional[ReferralCode]] = relationship()
+    zones: Mapped[list[Zone]] = relationship(secondary="unit_registration_zone")
+    documents: Mapped[list["UnitDocument"]] = relationship(back_populates="registration")
+
+    def __repr__(self) -> str:
+        return self.unit_number or f"#{self.id}"
+
+
+unit_registration_zone = sa.Table(
+    "unit_registration_zone",
+    metadata,
+    sa.Column("unit_registration_id", sa.ForeignKey("unit_registration.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("zone_id", sa.ForeignKey("zone.id"), primary_key=True),
+)
+
+
+class UnitDocument(Model):
+    """A qualification document (PDF/JPEG/PNG) uploaded by a unit; stored outside static/."""
+
+    __tablename__ = "unit_document"
+    __table_args__ = (sa.CheckConstraint("size_bytes > 0", name="size_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    registration_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("unit_registration.id"), nullable=False, index=True
+    )
+    storage_key: Mapped[str] = mapped_column(sa.String(200), unique=True, nullable=False)
+    original_name: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    content_type: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    uploaded_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+
+    registration: Mapped[UnitRegistration] = relationship(back_populates="documents")
+
+    def __repr__(self) -> str:
+        return self.original_name
+
+
+class Address(Model):
+    """A badge delivery address: at most five per unit (slots 1-5), exactly one default."""
+
+    __tablename__ = "address"
+    __table_args__ = (
+        sa.UniqueConstraint("unit_id", "slot"),
+        sa.CheckConstraint("slot BETWEEN 1 AND 5", name="at_most_five"),
+        sa.Index("uq_address_one_default", "unit_id", unique=True,
+                 sqlite_where=sa.text("is_default"), postgresql_where=sa.text("is_default")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), nullable=False)
+    slot: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False)
+    recipient: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    phone: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    province: Mapped[str] = mapped_column(sa.String(50), nullable=False)
+    city: Mapped[str] = mapped_column(sa.String(50), nullable=False)
+    detail: Mapped[str] = mapped_column(sa.String(300), nullable=False)
+    postcode: Mapped[Optional[str]] = mapped_column(sa.String(10))
+    is_default: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
+
+    unit: Mapped[Unit] = relationship()
+
+    def __repr__(self) -> str:
+        return f"{self.province}{self.city}{self.detail} {self.recipient}"
+
+
+# --------------------------------------------------------------------------------------------
+# Persons
+# --------------------------------------------------------------------------------------------
+
+
+class Person(TimestampMixin, Model):
+    """A badge applicant of a unit; carried forward from edition to edition."""
+
+    __tablename__ = "person"
+    __table_args__ = (sa.UniqueConstraint("unit_id", "id_type", "id_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), nullable=False)
+    # Set when the person registered through the mobile app / mini-program.
+    user_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    gender: Mapped[Gender] = enum_column(Gender, nullable=False)
+    id_type: Mapped[IdType] = enum_column(IdType, nullable=False)
+    id_number: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    nationality: Mapped[str] = mapped_column(sa.String(2), default="CN", nullable=False)
+    mobile: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    email: Mapped[Optional[str]] = mapped_column(sa.String(254))
+    job_title: Mapped[Optional[str]] = mapped_column(sa.String(100))
+    photo_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
+
+    unit: Mapped[Unit] = relationship()
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class LockBatch(Model):
+    """One 'lock and submit' by a delegation user: the unit notices are keyed on it."""
+
+    __tablename__ = "lock_batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(sa.ForeignKey("edition.id"), nullable=False)
+    delegation_id: Mapped[int] = mapped_column(sa.ForeignKey("delegation.id"), nullable=False)
+    locked_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"))
+    locked_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+    person_count: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+
+
+class PersonRegistration(TimestampMixin, Model):
+    """A person's application for a badge in one edition."""
+
+    __tablename__ = "person_registration"
+    __table_args__ = (
+        sa.UniqueConstraint("edition_id", "person_id"),
+        # The same ID document cannot be entered twice in one edition, whatever the unit.
+        sa.UniqueConstraint("edition_id", "id_key"),
+        sa.CheckConstraint("entry_days >= 0", name="entry_days_not_negative"),
+        sa.CheckConstraint(
+            "tag IS NOT NULL OR status NOT IN ('awaiting_lock', 'awaiting_payment', 'in_order', "
+            "'awaiting_review', 'approved', 'badge_issued')",
+            name="tagged_after_lock",
+        ),
+        sa.CheckConstraint(
+            "NOT is_reuse OR (previous_badge_id IS NOT NULL AND previous_tag IS NOT NULL)",
+            name="reuse_has_previous_badge",
+        ),
+        sa.Index("ix_person_registration_unit_status", "unit_registration_id", "status"),
+        sa.Index("ix_person_registration_edition_status", "edition_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(sa.ForeignKey("edition.id"), nullable=False)
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id"), nullable=False, index=True)
+    unit_registration_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("unit_registration.id"), nullable=False
+    )
+    # id_type:id_number of the person, kept here so SQL can hold the per-edition uniqueness.
+    id_key: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    status: Mapped[PersonStatus] = enum_column(
+        PersonStatus, default=PersonStatus.draft, nullable=False
+    )
+    tag: Mapped[Optional[Tag]] = enum_column(Tag)
+    # Entry dates as a bit mask over the edition's days (bit 0 = first exhibition day).
+    entry_days: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    is_reuse: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
+    previous_badge_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("badge.id"))
+    previous_tag: Mapped[Optional[Tag]] = enum_column(Tag, name="previous_tag")
+    lock_batch_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("lock_batch.id"))
+    # The badge valid for this edition: a new one, or the previous one re-activated.
+    badge_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("badge.id"))
+    submitted_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    status_changed_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+
+    edition: Mapped[Edition] = relationship()
+    person: Mapped[Person] = relationship()
+    unit_registration: Mapped[UnitRegistration] = relationship()
+    previous_badge: Mapped[Optional["Badge"]] = relationship(foreign_keys=[previous_badge_id])
+    badge: Mapped[Optional["Badge"]] = relationship(foreign_keys=[badge_id])
+
+    @property
+    def entry_dates(self) -> list[date]:
+        return self.edition.mask_to_days(self.entry_days)
+
+    def __repr__(self) -> str:
+        return self.person.name if self.person else f"#{self.id}"
+
+
+# --------------------------------------------------------------------------------------------
+# Orders, payments, invoices, refunds
+# --------------------------------------------------------------------------------------------
+
+
+class Order(TimestampMixin, Model):
+    """A badge-fee order: fee × persons, paid once."""
+
+    __tablename__ = "badge_order"
+    __table_args__ = (
+        sa.CheckConstraint("amount_fen >= 0", name="amount_not_negative"),
+        sa.CheckConstraint("fee_fen >= 0", name="fee_not_negative"),
+        sa.Index("ix_badge_order_unit_status", "unit_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(sa.String(24), unique=True, nullable=False)
+    edition_id: Mapped[int] = mapped_column(sa.ForeignKey("edition.id"), nullable=False)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), nullable=False)
+    status: Mapped[OrderStatus] = enum_column(
+        OrderStatus, default=OrderStatus.pending, nullable=False
+    )
+    fee_fen: Mapped[int] = money_column(nullable=False)
+    amount_fen: Mapped[int] = money_column(nullable=False)
+    paid_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    cancelled_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+
+    edition: Mapped[Edition] = relationship()
+    unit: Mapped[Unit] = relationship()
+    items: Mapped[list["OrderItem"]] = relationship(back_populates="order")
+
+    def __repr__(self) -> str:
+        return self.number
+
+
+class OrderItem(Model):
+    """One person in an order. A person is in at most one active (pending or paid) order."""
+
+    __tablename__ = "order_item"
+    __table_args__ = (
+        sa.CheckConstraint("amount_fen >= 0", name="amount_not_negative"),
+        sa.Index("uq_order_item_one_active", "person_registration_id", unique=True,
+                 sqlite_where=sa.text("active"), postgresql_where=sa.text("active")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("badge_order.id"), nullable=False,
+                                          index=True)
+    person_registration_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("person_registration.id"), nullable=False
+    )
+    amount_fen: Mapped[int] = money_column(nullable=False)
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True, nullable=False)
+
+    order: Mapped[Order] = relationship(back_populates="items")
+    person_registration: Mapped[PersonRegistration] = relationship()
+
+
+class Payment(TimestampMixin, Model):
+    """A payment attempt for an order: QR, B2B gateway or bank transfer."""
+
+    __tablename__ = "payment"
+    __table_args__ = (
+        sa.CheckConstraint("amount_fen >= 0", name="amount_not_negative"),
+        # Refunds are booked here, so SQL itself refuses refunding more than was paid.
+        sa.CheckConstraint(
+            "refunded_fen >= 0 AND refunded_fen <= amount_fen", name="refund_within_paid"
+        ),
+        sa.UniqueConstraint("channel", "provider_trade_no"),
+        sa.Index("uq_payment_one_confirmed", "order_id", unique=True,
+                 sqlite_where=sa.text("status = 'confirmed'"),
+                 postgresql_where=sa.text("status = 'confirmed'")),
+        sa.Index("ix_payment_channel_status", "channel", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(sa.String(32), unique=True, nullable=False)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("badge_order.id"), nullable=False,
+                                          index=True)
+    channel: Mapped[PaymentChannel] = enum_column(PaymentChannel, nullable=False)
+    status: Mapped[PaymentStatus] = enum_column(
+        PaymentStatus, default=PaymentStatus.created, nullable=False
+    )
+    amount_fen: Mapped[int] = money_column(nullable=False)
+    refunded_fen: Mapped[int] = money_column(default=0, nullable=False)
+    provider_trade_no: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    # The payer: for B2B and transfers it is the invoice buyer and cannot be changed.
+    payer_name: Mapped[Optional[str]] = mapped_column(sa.String(200))
+    payer_tax_id: Mapped[Optional[str]] = mapped_column(sa.String(20))
+    payer_bank: Mapped[Optional[str]] = mapped_column(sa.String(200))
+    payer_account: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    remitted_on: Mapped[Optional[date]] = mapped_column(sa.Date)
+    voucher_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
+    reject_reason: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    confirmed_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+
+    order: Mapped[Order] = relationship()
+
+    def __repr__(self) -> str:
+        return self.number
+
+
+class Invoice(TimestampMixin, Model):
+    """A VAT invoice for a paid order. Never edited after issue: a reversal is a new record."""
+
+    __tablename__ = "invoice"
+    __table_args__ = (
+        sa.CheckConstraint("amount_fen >= 0", name="amount_not_negative"),
+        sa.Index(
+            "uq_invoice_one_active", "order_id", unique=True,
+            sqlite_where=sa.text("reversal_of_id IS NULL AND status IN "
+                                 "('requested', 'issued', 'mailed', 'void_requested')"),
+            postgresql_where=sa.text("reversal_of_id IS NULL AND status IN "
+                                     "('requested', 'issued', 'mailed', 'void_requested')"),
+        ),
+        sa.UniqueConstraint("reversal_of_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("badge_order.id"), nullable=False,
+                                          index=True)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), nullable=False, index=True)
+    kind: Mapped[InvoiceKind] = enum_column(InvoiceKind, nullable=False)
+    status: Mapped[InvoiceStatus] = enum_column(
+        InvoiceStatus, default=InvoiceStatus.requested, nullable=False
+    )
+    number: Mapped[Optional[str]] = mapped_column(sa.String(32), unique=True)
+    amount_fen: Mapped[int] = money_column(nullable=False)
+    buyer_name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    buyer_tax_id: Mapped[Optional[str]] = mapped_column(sa.String(20))
+    buyer_address: Mapped[Optional[str]] = mapped_column(sa.String(300))
+    buyer_phone: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    buyer_bank: Mapped[Optional[str]] = mapped_column(sa.String(200))
+    buyer_account: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    buyer_locked: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
+    pdf_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
+    carrier: Mapped[Optional[str]] = mapped_column(sa.String(50))
+    tracking_no: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    reject_reason: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    issued_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    # A red-letter reversal points at the invoice it reverses.
+    reversal_of_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("invoice.id"))
+
+    order: Mapped[Order] = relationship()
+    unit: Mapped[Unit] = relationship()
+    reversal_of: Mapped[Optional["Invoice"]] = relationship(remote_side=[id])
+
+    def __repr__(self) -> str:
+        return self.number or f"#{self.id}"
+
+
+class Refund(TimestampMixin, Model):
+    """Money going back to a unit for rejected or cancelled persons."""
+
+    __tablename__ = "refund"
+    __table_args__ = (
+        sa.CheckConstraint("amount_fen > 0", name="amount_positive"),
+        sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Sent to the provider as the idempotency key of the refund.
+    number: Mapped[str] = mapped_column(sa.String(32), unique=True, nullable=False)
+    payment_id: Mapped[int] = mapped_column(sa.ForeignKey("payment.id"), nullable=False,
+                                            index=True)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), nullable=False, index=True)
+    status: Mapped[RefundStatus] = enum_column(
+        RefundStatus, default=RefundStatus.requested, nullable=False
+    )
+    amount_fen: Mapped[int] = money_column(nullable=False)
+    route: Mapped[RefundRoute] = enum_column(RefundRoute, nullable=False)
+    account_name: Mapped[Optional[str]] = mapped_column(sa.String(200))
+    account_bank: Mapped[Optional[str]] = mapped_column(sa.String(200))
+    account_no: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    provider_refund_id: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    reason: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    done_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+
+    payment: Mapped[Payment] = relationship()
+    unit: Mapped[Unit] = relationship()
+    items: Mapped[list["RefundItem"]] = relationship(back_populates="refund")
+
+    def __repr__(self) -> str:
+        return self.number
+
+
+class RefundItem(Model):
+    """One person's fee in a refund; a person's fee is refunded at most once."""
+
+    __tablename__ = "refund_item"
+    __table_args__ = (
+        sa.CheckConstraint("amount_fen > 0", name="amount_positive"),
+        sa.Index("uq_refund_item_one_active", "order_item_id", unique=True,
+                 sqlite_where=sa.text("active"), postgresql_where=sa.text("active")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_id: Mapped[int] = mapped_column(sa.ForeignKey("refund.id"), nullable=False, index=True)
+    order_item_id: Mapped[int] = mapped_column(sa.ForeignKey("order_item.id"), nullable=False)
+    amount_fen: Mapped[int] = money_column(nullable=False)
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True, nullable=False)
+
+    refund: Mapped[Refund] = relationship(back_populates="items")
+    order_item: Mapped[OrderItem] = relationship()
+
+
+# --------------------------------------------------------------------------------------------
+# Security review, badges, delivery, gate
+# --------------------------------------------------------------------------------------------
+
+
+class ReviewDecision(Model):
+    """A security reviewer's pass or fail of one person."""
+
+    __tablename__ = "review_decision"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "outcome = 'passed' OR reason IS NOT NULL", name="failure_has_reason"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_registration_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("person_registration.id"), nullable=False, unique=True
+    )
+    reviewer_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"))
+    outcome: Mapped[ReviewOutcome] = enum_column(ReviewOutcome, nullable=False)
+    reason: Mapped[Optional[ReviewReason]] = enum_column(ReviewReason)
+    note: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    decided_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+
+    person_registration: Mapped[PersonRegistration] = relationship()
+
+
+class Shipment(Model):
+    """A parcel of at most ten badges to one of the unit's saved addresses."""
+
+    __tablename__ = "shipment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), nullable=False, index=True)
+    address_id: Mapped[int] = mapped_column(sa.ForeignKey("address.id"), nullable=False)
+    status: Mapped[ShipmentStatus] = enum_column(
+        ShipmentStatus, default=ShipmentStatus.packed, nullable=False
+    )
+    carrier: Mapped[Optional[str]] = mapped_column(sa.String(50))
+    tracking_no: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    shipped_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    delivered_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+
+    unit: Mapped[Unit] = relationship()
+    address: Mapped[Address] = relationship()
+
+
+class Badge(Model):
+    """A physical badge. Reused badges are re-activated for a later edition."""
+
+    __tablename__ = "badge"
+    __table_args__ = (
+        sa.UniqueConstraint("shipment_id", "parcel_slot"),
+        sa.CheckConstraint("parcel_slot BETWEEN 1 AND 10", name="at_most_ten_per_parcel"),
+        sa.CheckConstraint(
+            "(shipment_id IS NULL) = (parcel_slot IS NULL)", name="slot_with_shipment"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(sa.String(24), unique=True, nullable=False)
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id"), nullable=False, index=True)
+    edition_id: Mapped[int] = mapped_column(sa.ForeignKey("edition.id"), nullable=False)
+    tag: Mapped[Tag] = enum_column(Tag, nullable=False)
+    status: Mapped[BadgeStatus] = enum_column(
+        BadgeStatus, default=BadgeStatus.produced, nullable=False
+    )
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True, nullable=False)
+    # The random part of the signed QR token: rotating it invalidates printed codes.
+    token_nonce: Mapped[str] = mapped_column(sa.String(32), unique=True, nullable=False)
+    # What is printed on the card, kept as printed.
+    printed_name: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    printed_unit: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    printed_delegation: Mapped[Optional[str]] = mapped_column(sa.String(200))
+    pdf_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
+    reactivated_for_edition_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("edition.id"))
+    shipment_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("shipment.id"))
+    parcel_slot: Mapped[Optional[int]] = mapped_column(sa.SmallInteger)
+    produced_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+    deactivated_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+
+    person: Mapped[Person] = relationship()
+    edition: Mapped[Edition] = relationship(foreign_keys=[edition_id])
+    shipment: Mapped[Optional[Shipment]] = relationship()
+
+    def __repr__(self) -> str:
+        return self.number
+
+
+class GateScan(Model):
+    """Every scan of a badge QR at a gate, valid or not."""
+
+    __tablename__ = "gate_scan"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    badge_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("badge.id"), index=True)
+    result: Mapped[ScanResult] = enum_column(ScanResult, nullable=False)
+    scanned_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+    scanned_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"))
+    gate: Mapped[Optional[str]] = mapped_column(sa.String(50))
+
+
+# --------------------------------------------------------------------------------------------
+# Supporting events
+# --------------------------------------------------------------------------------------------
+
+
+class Event(TimestampMixin, Model):
+    """A supporting event (配套活动) that an organiser publishes and units apply to."""
+
+    __tablename__ = "event"
+    __table_args__ = (
+        sa.CheckConstraint("capacity > 0", name="capacity_positive"),
+        sa.CheckConstraint("seats_taken >= 0 AND seats_taken <= capacity", name="within_capacity"),
+        sa.CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(sa.ForeignKey("edition.id"), nullable=False)
+    organiser_id: Mapped[int] = mapped_column(sa.ForeignKey("organiser.id"), nullable=False,
+                                              index=True)
+    title_zh: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    title_en: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    description_zh: Mapped[Optional[str]] = mapped_column(sa.Text)
+    description_en: Mapped[Optional[str]] = mapped_column(sa.Text)
+    starts_at: Mapped[datetime] = mapped_column(AwareDateTime, nullable=False)
+    ends_at: Mapped[datetime] = mapped_column(AwareDateTime, nullable=False)
+    place: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    capacity: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    # Applied + accepted applications: SQL refuses more than the capacity.
+    seats_taken: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    open_to_visitors: Mapped[bool] = mapped_column(sa.Boolean, default=True, nullable=False)
+    status: Mapped[EventStatus] = enum_column(EventStatus, default=EventStatus.draft,
+                                              nullable=False)
+
+    edition: Mapped[Edition] = relationship()
+    organiser: Mapped[Organiser] = relationship()
+
+    @property
+    def title(self) -> str:
+        from app.i18n import pick
+
+        return pick(self.title_zh, self.title_en)
+
+    def __repr__(self) -> str:
+        return self.title
+
+
+class EventApplication(TimestampMixin, Model):
+    """A unit's application for one of its persons to attend an event."""
+
+    __tablename__ = "event_application"
+    __table_args__ = (
+        sa.Index("uq_event_application_active", "event_id", "person_registration_id",
+                 unique=True,
+                 sqlite_where=sa.text("status IN ('applied', 'accepted')"),
+                 postgresql_where=sa.text("status IN ('applied', 'accepted')")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(sa.ForeignKey("event.id"), nullable=False, index=True)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), nullable=False, index=True)
+    person_registration_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("person_registration.id"), nullable=False
+    )
+    status: Mapped[ApplicationStatus] = enum_column(
+        ApplicationStatus, default=ApplicationStatus.applied, nullable=False
+    )
+    decision_reason: Mapped[Optional[str]] = mapped_column(sa.String(500))
+
+    event: Mapped[Event] = relationship()
+    unit: Mapped[Unit] = relationship()
+    person_registration: Mapped[PersonRegistration] = relationship()
+
+
+# --------------------------------------------------------------------------------------------
+# Notifications and the audit trail
+# --------------------------------------------------------------------------------------------
+
+
+class Notification(Model):
+    """Every SMS and e-mail the system sends, with its delivery status."""
+
+    __tablename__ = "notification"
+    __table_args__ = (sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # What makes a notice unique (e.g. lock batch + unit + channel): never sent twice.
+    dedupe_key: Mapped[str] = mapped_column(sa.String(120), unique=True, nullable=False)
+    channel: Mapped[NotificationChannel] = enum_column(NotificationChannel, nullable=False)
+    unit_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("unit.id"), index=True)
+    recipient: Mapped[str] = mapped_column(sa.String(254), nullable=False)
+    language: Mapped[str] = mapped_column(sa.String(5), default="zh", nullable=False)
+    subject: Mapped[Optional[str]] = mapped_column(sa.String(200))
+    body: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    status: Mapped[NotificationStatus] = enum_column(
+        NotificationStatus, default=NotificationStatus.queued, nullable=False
+    )
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    last_error: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+    sent_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+
+    unit: Mapped[Optional[Unit]] = relationship()
+
+
+class AuditEvent(Model):
+    """Who did what to which record, when, from which state to which, and why."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        sa.Index("ix_audit_event_record", "record_type", "record_id"),
+        sa.Index("ix_audit_event_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True)
+    at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+    actor_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"))
+    actor_name: Mapped[str] = mapped_column(sa.String(128), nullable=False)
+    record_type: Mapped[str] = mapped_column(sa.String(40), nullable=False)
+    record_id: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    action: Mapped[str] = mapped_column(sa.String(40), nullable=False)
+    from_state: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    to_state: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    reason: Mapped[Optional[str]] = mapped_column(sa.String(1000))
+    detail: Mapped[Optional[dict]] = mapped_column(sa.JSON)
+
+    actor: Mapped[Optional["CiieUser"]] = relationship(foreign_keys=[actor_id])
+
+
+class Counter(Model):
+    """Named counters for human-readable numbers (unit numbers, orders, badges…)."""
+
+    __tablename__ = "counter"
+
+    name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(sa.BigInteger, default=0, nullable=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Users: Flask-AppBuilder's user, linked to the organisation it acts for
+# --------------------------------------------------------------------------------------------
+
+
+class CiieUser(FabUser):
+    """FAB's user plus the unit, delegation or organiser it acts for. (The class name differs
+    from FAB's "User" because FAB's relationships look that name up in the registry.)"""
+
+    __tablename__ = "ab_user"
+
+    unit_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("unit.id"), index=True)
+    delegation_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("delegation.id"),
+                                                         index=True)
+    organiser_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("organiser.id"))
+
+    unit: Mapped[Optional[Unit]] = relationship(foreign_keys=[unit_id])
+    delegation: Mapped[Optional[Delegation]] = relationship(foreign_keys=[delegation_id])
+    organiser: Mapped[Optional[Organiser]] = relationship(foreign_keys=[organiser_id])
+
+
+User = CiieUser

@@ -1,0 +1,505 @@
+"""Who the actor is, and what each actor may see and change: the one scoping helper.
+
+Every view, action, relation drop-down, related view, export, API call and file download reads
+rows through `scoped()`; a model without a rule is visible to admins only (fail closed).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import sqlalchemy as sa
+from flask import g, has_request_context
+from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.views import UserDBModelView
+
+from app import models as m
+
+# Role names, as stored in ab_role. Labels for the UI live in ROLE_LABELS.
+ADMIN = "admin"
+UNIT = "unit"
+PERSON = "person"
+DELEGATION = "delegation"
+SUB_DELEGATION = "sub_delegation"
+FINANCE = "finance"
+REVIEWER = "reviewer"
+ORGANISER = "organiser"
+ROLES = (ADMIN, UNIT, PERSON, DELEGATION, SUB_DELEGATION, FINANCE, REVIEWER, ORGANISER)
+
+READ = "read"
+WRITE = "write"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The acting user, resolved once per request: roles and the organisations it acts for."""
+
+    user_id: int | None
+    name: str
+    roles: frozenset[str]
+    unit_id: int | None = None
+    organiser_id: int | None = None
+    # Delegations whose units this actor manages (top-level: by delegation; sub: by sub).
+    top_delegation_ids: tuple[int, ...] = ()
+    sub_delegation_ids: tuple[int, ...] = ()
+    # Industry delegations rolled up into this actor's delegation: read-only.
+    rollup_delegation_ids: tuple[int, ...] = ()
+    system: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.system or ADMIN in self.roles
+
+    def has(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+    @property
+    def is_delegation(self) -> bool:
+        return self.has(DELEGATION, SUB_DELEGATION) and bool(
+            self.top_delegation_ids or self.sub_delegation_ids
+        )
+
+    @property
+    def delegation_id(self) -> int | None:
+        ids = self.top_delegation_ids or self.sub_delegation_ids
+        return ids[0] if ids else None
+
+
+SYSTEM = Actor(user_id=None, name="system", roles=frozenset({ADMIN}), system=True)
+ANONYMOUS = Actor(user_id=None, name="anonymous", roles=frozenset())
+
+
+def actor_for_user(user: Any) -> Actor:
+    """Resolve a user row into an Actor (one query for a delegation's roll-up)."""
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return ANONYMOUS
+    roles = frozenset(r.name for r in user.roles)
+    top: tuple[int, ...] = ()
+    sub: tuple[int, ...] = ()
+    rollup: tuple[int, ...] = ()
+    if user.delegation_id and roles.intersection({DELEGATION, SUB_DELEGATION}):
+        from app.extensions import db
+
+        delegation = db.session.get(m.Delegation, user.delegation_id)
+        if delegation is not None and delegation.parent_id is None:
+            top = (delegation.id,)
+            rollup = tuple(db.session.scalars(
+                sa.select(m.Delegation.id).where(
+                    m.Delegation.rollup_delegation_id == delegation.id,
+                    m.Delegation.parent_id.is_(None),
+                )
+            ))
+        elif delegation is not None:
+            sub = (delegation.id,)
+    return Actor(
+        user_id=user.id,
+        name=user.username,
+        roles=roles,
+        unit_id=user.unit_id if UNIT in roles else None,
+        organiser_id=user.organiser_id if ORGANISER in roles else None,
+        top_delegation_ids=top,
+        sub_delegation_ids=sub,
+        rollup_delegation_ids=rollup,
+    )
+
+
+def current_actor() -> Actor:
+    """The actor of this request (cached on g), or SYSTEM outside any request (jobs, CLI)."""
+    if not has_request_context():
+        return getattr(g, "ciie_actor", SYSTEM) if _has_app_g() else SYSTEM
+    actor = getattr(g, "ciie_actor", None)
+    user = getattr(g, "user", None)
+    user_id = getattr(user, "id", None) if getattr(user, "is_authenticated", False) else None
+    if actor is None or actor.user_id != user_id:
+        actor = actor_for_user(user)
+        g.ciie_actor = actor
+    return actor
+
+
+def _has_app_g() -> bool:
+    from flask import has_app_context
+
+    return has_app_context()
+
+
+@contextmanager
+def acting_as(actor: Actor) -> Iterator[Actor]:
+    """Run a block (a job, a CLI command) as a given actor."""
+    previous = g.get("ciie_actor")
+    g.ciie_actor = actor
+    try:
+        yield actor
+    finally:
+        if previous is None:
+            g.pop("ciie_actor", None)
+        else:
+            g.ciie_actor = previous
+
+
+def scope_mode() -> str:
+    return g.get("ciie_scope_mode", READ) if _has_app_g() else READ
+
+
+@contextmanager
+def write_scope() -> Iterator[None]:
+    """Inside this block FAB's generic reads use the write scope (edit, delete, actions)."""
+    previous = g.get("ciie_scope_mode")
+    g.ciie_scope_mode = WRITE
+    try:
+        yield
+    finally:
+        g.ciie_scope_mode = previous or READ
+
+
+# --------------------------------------------------------------------------------------------
+# The rules: for each model, a function (actor, mode) -> SQL condition, or TRUE / FALSE.
+# --------------------------------------------------------------------------------------------
+
+TRUE = sa.true()
+FALSE = sa.false()
+Rule = Callable[[Actor, str], Any]
+RULES: dict[type, Rule] = {}
+
+
+def rule(*models: type) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        for model in models:
+            RULES[model] = fn
+        return fn
+
+    return register
+
+
+def _any(*conditions: Any) -> Any:
+    """OR of the conditions that apply; the Python falsy ones (rules that do not apply) drop."""
+    conditions = [c for c in conditions
+                  if c is not None and c is not False and c is not FALSE]
+    if not conditions:
+        return FALSE
+    if any(c is TRUE for c in conditions):
+        return TRUE
+    return sa.or_(*conditions) if len(conditions) > 1 else conditions[0]
+
+
+def unit_registration_condition(actor: Actor, mode: str) -> Any:
+    """Which unit registrations a delegation actor reaches: managed ones, plus roll-ups to read."""
+    UR = m.UnitRegistration
+    conditions = []
+    if actor.top_delegation_ids:
+        conditions.append(UR.delegation_id.in_(actor.top_delegation_ids))
+    if actor.sub_delegation_ids:
+        conditions.append(UR.sub_delegation_id.in_(actor.sub_delegation_ids))
+    if mode == READ and actor.rollup_delegation_ids:
+        conditions.append(UR.delegation_id.in_(actor.rollup_delegation_ids))
+    return _any(*conditions)
+
+
+def delegation_registration_ids(actor: Actor, mode: str) -> sa.Select:
+    return sa.select(m.UnitRegistration.id).where(unit_registration_condition(actor, mode))
+
+
+def reviewable_registration_ids() -> sa.Select:
+    return sa.select(m.PersonRegistration.id).where(
+        m.PersonRegistration.status == m.PersonStatus.awaiting_review
+    )
+
+
+def _own_person_ids(actor: Actor) -> sa.Select:
+    return sa.select(m.Person.id).where(m.Person.user_id == actor.user_id)
+
+
+def _organiser_application_registrations(actor: Actor) -> sa.Select:
+    return sa.select(m.EventApplication.person_registration_id).join(m.Event).where(
+        m.Event.organiser_id == actor.organiser_id
+    )
+
+
+@rule(m.Unit)
+def _unit_rule(actor: Actor, mode: str) -> Any:
+    U = m.Unit
+    UR = m.UnitRegistration
+    PR = m.PersonRegistration
+    return _any(
+        actor.unit_id is not None and U.id == actor.unit_id,
+        actor.is_delegation and U.id.in_(
+            sa.select(UR.unit_id).where(unit_registration_condition(actor, mode))
+        ),
+        mode == READ and actor.has(FINANCE) and TRUE,
+        mode == READ and actor.has(REVIEWER) and U.id.in_(
+            sa.select(UR.unit_id).join(PR, PR.unit_registration_id == UR.id)
+            .where(PR.status == m.PersonStatus.awaiting_review)
+        ),
+        mode == READ and actor.has(PERSON) and U.id.in_(
+            sa.select(m.Person.unit_id).where(m.Person.user_id == actor.user_id)
+        ),
+        mode == READ and actor.organiser_id is not None and U.id.in_(
+            sa.select(m.EventApplication.unit_id).join(m.Event)
+            .where(m.Event.organiser_id == actor.organiser_id)
+        ),
+    )
+
+
+@rule(m.UnitRegistration)
+def _unit_registration_rule(actor: Actor, mode: str) -> Any:
+    UR = m.UnitRegistration
+    return _any(
+        actor.unit_id is not None and UR.unit_id == actor.unit_id,
+        actor.is_delegation and unit_registration_condition(actor, mode),
+        mode == READ and actor.has(FINANCE) and TRUE,
+        mode == READ and actor.has(PERSON) and UR.id.in_(
+            sa.select(m.PersonRegistration.unit_registration_id)
+            .where(m.PersonRegistration.person_id.in_(_own_person_ids(actor)))
+        ),
+    )
+
+
+@rule(m.UnitDocument)
+def _unit_document_rule(actor: Actor, mode: str) -> Any:
+    UR = m.UnitRegistration
+    return _any(
+        actor.unit_id is not None and m.UnitDocument.registration_id.in_(
+            sa.select(UR.id).where(UR.unit_id == actor.unit_id)
+        ),
+        mode == READ and actor.is_delegation and m.UnitDocument.registration_id.in_(
+            delegation_registration_ids(actor, mode)
+        ),
+    )
+
+
+@rule(m.Person)
+def _person_rule(actor: Actor, mode: str) -> Any:
+    P = m.Person
+    PR = m.PersonRegistration
+    return _any(
+        actor.unit_id is not None and P.unit_id == actor.unit_id,
+        actor.is_delegation and P.id.in_(
+            sa.select(PR.person_id).where(
+                PR.unit_registration_id.in_(delegation_registration_ids(actor, mode))
+            )
+        ),
+        actor.has(REVIEWER) and P.id.in_(
+            sa.select(PR.person_id).where(PR.status == m.PersonStatus.awaiting_review)
+        ),
+        mode == READ and actor.has(FINANCE) and P.id.in_(
+            sa.select(PR.person_id).join(m.OrderItem, m.OrderItem.person_registration_id == PR.id)
+        ),
+        actor.has(PERSON) and P.user_id == actor.user_id,
+        mode == READ and actor.organiser_id is not None and P.id.in_(
+            sa.select(PR.person_id).where(PR.id.in_(_organiser_application_registrations(actor)))
+        ),
+    )
+
+
+@rule(m.PersonRegistration)
+def _person_registration_rule(actor: Actor, mode: str) -> Any:
+    PR = m.PersonRegistration
+    UR = m.UnitRegistration
+    return _any(
+        actor.unit_id is not None and PR.unit_registration_id.in_(
+            sa.select(UR.id).where(UR.unit_id == actor.unit_id)
+        ),
+        actor.is_delegation and PR.unit_registration_id.in_(
+            delegation_registration_ids(actor, mode)
+        ),
+        actor.has(REVIEWER) and PR.status == m.PersonStatus.awaiting_review,
+        mode == READ and actor.has(FINANCE) and PR.id.in_(
+            sa.select(m.OrderItem.person_registration_id)
+        ),
+        actor.has(PERSON) and PR.person_id.in_(_own_person_ids(actor)),
+        mode == READ and actor.organiser_id is not None and PR.id.in_(
+            _organiser_application_registrations(actor)
+        ),
+    )
+
+
+def _owned_by_unit(model: type, finance: bool = False) -> Rule:
+    def owned(actor: Actor, mode: str) -> Any:
+        return _any(
+            actor.unit_id is not None and model.unit_id == actor.unit_id,
+            finance and actor.has(FINANCE) and TRUE,
+        )
+
+    return owned
+
+
+RULES[m.Address] = _owned_by_unit(m.Address)
+RULES[m.Shipment] = _owned_by_unit(m.Shipment)
+RULES[m.Notification] = lambda actor, mode: _any(
+    mode == READ and actor.unit_id is not None and m.Notification.unit_id == actor.unit_id
+)
+for _model in (m.Order, m.Invoice, m.Refund):
+    RULES[_model] = _owned_by_unit(_model, finance=True)
+
+
+@rule(m.OrderItem)
+def _order_item_rule(actor: Actor, mode: str) -> Any:
+    return _any(
+        actor.unit_id is not None and m.OrderItem.order_id.in_(
+            sa.select(m.Order.id).where(m.Order.unit_id == actor.unit_id)
+        ),
+        actor.has(FINANCE) and TRUE,
+    )
+
+
+@rule(m.Payment)
+def _payment_rule(actor: Actor, mode: str) -> Any:
+    return _any(
+        actor.unit_id is not None and m.Payment.order_id.in_(
+            sa.select(m.Order.id).where(m.Order.unit_id == actor.unit_id)
+        ),
+        actor.has(FINANCE) and TRUE,
+    )
+
+
+@rule(m.RefundItem)
+def _refund_item_rule(actor: Actor, mode: str) -> Any:
+    return _any(
+        actor.unit_id is not None and m.RefundItem.refund_id.in_(
+            sa.select(m.Refund.id).where(m.Refund.unit_id == actor.unit_id)
+        ),
+        actor.has(FINANCE) and TRUE,
+    )
+
+
+@rule(m.ReviewDecision)
+def _review_decision_rule(actor: Actor, mode: str) -> Any:
+    PR = m.PersonRegistration
+    UR = m.UnitRegistration
+    return _any(
+        actor.has(REVIEWER) and (TRUE if mode == READ else FALSE),
+        mode == READ and actor.unit_id is not None
+        and m.ReviewDecision.person_registration_id.in_(
+            sa.select(PR.id).join(UR, PR.unit_registration_id == UR.id)
+            .where(UR.unit_id == actor.unit_id)
+        ),
+    )
+
+
+@rule(m.Badge)
+def _badge_rule(actor: Actor, mode: str) -> Any:
+    return _any(
+        mode == READ and actor.unit_id is not None and m.Badge.person_id.in_(
+            sa.select(m.Person.id).where(m.Person.unit_id == actor.unit_id)
+        ),
+        mode == READ and actor.has(PERSON) and m.Badge.person_id.in_(_own_person_ids(actor)),
+    )
+
+
+@rule(m.Event)
+def _event_rule(actor: Actor, mode: str) -> Any:
+    E = m.Event
+    return _any(
+        actor.organiser_id is not None and E.organiser_id == actor.organiser_id,
+        mode == READ and actor.has(UNIT, PERSON) and sa.and_(
+            E.status == m.EventStatus.published, E.open_to_visitors.is_(True)
+        ),
+    )
+
+
+@rule(m.EventApplication)
+def _event_application_rule(actor: Actor, mode: str) -> Any:
+    EA = m.EventApplication
+    return _any(
+        actor.unit_id is not None and EA.unit_id == actor.unit_id,
+        actor.organiser_id is not None and EA.event_id.in_(
+            sa.select(m.Event.id).where(m.Event.organiser_id == actor.organiser_id)
+        ),
+    )
+
+
+def _owned_by_delegation(model: type) -> Rule:
+    def owned(actor: Actor, mode: str) -> Any:
+        return _any(
+            mode == READ and actor.is_delegation and model.delegation_id.in_(
+                actor.top_delegation_ids + actor.sub_delegation_ids
+            )
+        )
+
+    return owned
+
+
+RULES[m.LockBatch] = _owned_by_delegation(m.LockBatch)
+RULES[m.DelegationExtension] = _owned_by_delegation(m.DelegationExtension)
+
+
+@rule(m.Edition, m.Delegation, m.Zone, m.Organiser)
+def _reference_rule(actor: Actor, mode: str) -> Any:
+    """Reference data: every signed-in actor reads it (drop-downs); admins change it."""
+    return _any(mode == READ and actor.user_id is not None and TRUE)
+
+
+def condition(model: type, actor: Actor | None = None, mode: str | None = None) -> Any:
+    """The SQL condition limiting `model` to what `actor` may read (or write)."""
+    actor = actor or current_actor()
+    mode = mode or scope_mode()
+    if actor.is_admin:
+        return TRUE
+    fn = RULES.get(model)
+    if fn is None:
+        return FALSE
+    return fn(actor, mode)
+
+
+def scoped(query: Any, model: type, actor: Actor | None = None, mode: str | None = None) -> Any:
+    """Limit a Query or Select over `model` to the actor's scope."""
+    cond = condition(model, actor, mode)
+    if cond is TRUE:
+        return query
+    return query.filter(cond)
+
+
+def get_scoped(model: type, pk: Any, actor: Actor | None = None, mode: str | None = None) -> Any:
+    """One row by primary key, or None when it does not exist or is out of scope."""
+    from app.extensions import db
+
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        return None
+    stmt = scoped(sa.select(model).where(model.id == pk), model, actor, mode)
+    return db.session.scalars(stmt).one_or_none()
+
+
+def can_see_full_pii(actor: Actor, unit_id: int | None) -> bool:
+    """ID and mobile numbers in full: the person's own unit, the security reviewer."""
+    return (actor.unit_id is not None and actor.unit_id == unit_id) or actor.has(REVIEWER)
+
+
+# --------------------------------------------------------------------------------------------
+# Flask-AppBuilder's security manager, with our user model
+# --------------------------------------------------------------------------------------------
+
+
+class CiieUserDBModelView(UserDBModelView):
+    """FAB's user admin, plus the organisation each user acts for."""
+
+    show_fieldsets = [
+        (None, {"fields": ["first_name", "last_name", "username", "email", "active", "roles"]}),
+        ("Organisation", {"fields": ["unit", "delegation", "organiser"]}),
+        ("Audit", {"fields": ["last_login", "login_count", "fail_login_count", "created_on",
+                              "changed_on"], "expanded": False}),
+    ]
+    user_show_fieldsets = show_fieldsets
+    add_columns = ["first_name", "last_name", "username", "active", "email", "roles",
+                   "unit", "delegation", "organiser", "password", "conf_password"]
+    edit_columns = ["first_name", "last_name", "username", "active", "email", "roles",
+                    "unit", "delegation", "organiser"]
+
+
+class CiieSecurityManager(SecurityManager):
+    user_model = m.User
+    userdbmodelview = CiieUserDBModelView
+
+    def on_user_login(self, user: Any) -> None:
+        from app.workflow.audit import record
+
+        record(actor_for_user(user), "user", user.id, "login")
+        self.session.commit()
+
+    def on_user_login_failed(self, user: Any) -> None:
+        from app.workflow.audit import record
+
+        record(ANONYMOUS, "user", user.id, "login_failed")
+        self.session.commit()

@@ -1,0 +1,56 @@
+"""One module per stakeholder; register_views puts each view in its role's menu."""
+from __future__ import annotations
+
+from flask_appbuilder import AppBuilder
+from flask_babel import lazy_gettext as _l
+
+from app.views import admin, delegation, events, finance, review, unit
+
+
+def register_views(appbuilder: AppBuilder) -> None:
+    def add(view, name, label, icon, category, category_label, category_icon):
+        appbuilder.add_view(view, name, label=label, icon=icon, category=category,
+                            category_label=category_label, category_icon=category_icon)
+
+    registration = ("Registration", _l("Registration"), "fa-id-card")
+    add(unit.UnitPersonView, "Unit persons", _l("Persons"), "fa-users", *registration)
+    add(unit.UnitDocumentView, "Unit documents", _l("Qualification documents"), "fa-file",
+        *registration)
+    add(unit.AddressView, "Addresses", _l("Delivery addresses"), "fa-truck", *registration)
+    add(unit.UnitOrderView, "Unit orders", _l("Badge-fee orders"), "fa-shopping-cart",
+        *registration)
+
+    deleg = ("Delegation", _l("Delegation"), "fa-sitemap")
+    add(delegation.DelegationUnitView, "Delegation units", _l("Units"), "fa-building", *deleg)
+    add(delegation.DelegationPersonView, "Delegation persons", _l("Persons"), "fa-users",
+        *deleg)
+    appbuilder.add_view_no_menu(delegation.DelegationDocumentView)
+
+    money = ("Finance", _l("Finance"), "fa-yen-sign")
+    add(finance.FinanceOrderView, "Finance orders", _l("Orders"), "fa-list", *money)
+    add(finance.FinancePaymentView, "Payments", _l("Payments"), "fa-credit-card", *money)
+
+    reviewing = ("Security review", _l("Security review"), "fa-user-shield")
+    add(review.ReviewQueueView, "Review queue", _l("Review queue"), "fa-list-check",
+        *reviewing)
+
+    organising = ("Events", _l("Supporting events"), "fa-calendar")
+    add(events.OrganiserEventView, "Organiser events", _l("My events"), "fa-calendar",
+        *organising)
+    add(events.OrganiserApplicationView, "Applications", _l("Applications"), "fa-inbox",
+        *organising)
+
+    administration = ("Administration", _l("Administration"), "fa-cogs")
+    add(admin.EditionView, "Editions", _l("Editions"), "fa-calendar", *administration)
+    add(admin.DelegationView, "Delegations", _l("Delegations"), "fa-sitemap", *administration)
+    add(admin.DelegationExtensionView, "Extensions", _l("Deadline extensions"), "fa-clock",
+        *administration)
+    add(admin.ZoneView, "Zones", _l("Industries and zones"), "fa-tags", *administration)
+    add(admin.ReferralCodeView, "Referral codes", _l("Referral codes"), "fa-ticket",
+        *administration)
+    add(admin.OrganiserView, "Organisers", _l("Event organisers"), "fa-building",
+        *administration)
+    add(admin.UnitAdminView, "All units", _l("Units"), "fa-building", *administration)
+    add(admin.AuditEventView, "Audit log", _l("Audit log"), "fa-history", *administration)
+    add(admin.NotificationView, "Notification log", _l("Notification log"), "fa-envelope",
+        *administration)

@@ -1,0 +1,161 @@
+"""The administrator's pages: editions, delegations, taxonomy, partners, units, logs."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask_appbuilder.models.sqla.filters import FilterEqual
+from flask_babel import lazy_gettext as _l
+
+from app import models as m
+from app.extensions import db
+from app.security import current_actor
+from app.views.base import ScopedInterface, ScopedModelView
+from app.views.labels import MASKED
+from app.workflow.errors import WorkflowError
+
+
+class EditionView(ScopedModelView):
+    route_base = "/admin/editions"
+    class_permission_name = "EditionAdmin"
+    datamodel = ScopedInterface(m.Edition)
+    title = _l("Editions")
+    base_order = ("number", "desc")
+    list_columns = ["number", "start_date", "end_date", "badge_fee_fen", "delegation_deadline",
+                    "transfer_deadline", "online_pay_deadline", "is_current"]
+    show_columns = list_columns
+    add_columns = edit_columns = list_columns
+    label_columns = {"badge_fee_fen": _l("Badge fee (fen; 100 fen = 1 yuan)")}
+    description_columns = {
+        "delegation_deadline": _l("Beijing time"),
+        "transfer_deadline": _l("Beijing time"),
+        "online_pay_deadline": _l("Beijing time"),
+    }
+
+    def before_save(self, item: m.Edition, created: bool) -> None:
+        if item.end_date < item.start_date:
+            raise WorkflowError(_l("The last exhibition day cannot be before the first."), 400)
+        if item.badge_fee_fen is None or item.badge_fee_fen < 0:
+            raise WorkflowError(_l("The badge fee cannot be negative."), 400)
+        if item.is_current:
+            db.session.execute(sa.update(m.Edition).where(m.Edition.id != item.id)
+                               .values(is_current=False))
+
+
+class DelegationView(ScopedModelView):
+    route_base = "/admin/delegations"
+    class_permission_name = "DelegationAdmin"
+    datamodel = ScopedInterface(m.Delegation)
+    title = _l("Delegations")
+    base_order = ("code", "asc")
+    list_columns = ["code", "name_zh", "name_en", "kind", "parent", "rollup_delegation",
+                    "active"]
+    show_columns = list_columns
+    add_columns = edit_columns = ["code", "name_zh", "name_en", "kind", "parent",
+                                  "rollup_delegation", "region", "active"]
+    search_columns = ["code", "name_zh", "name_en", "kind", "parent"]
+
+    def before_save(self, item: m.Delegation, created: bool) -> None:
+        if item.rollup_delegation is not None and item.kind is not m.DelegationKind.industry:
+            raise WorkflowError(_l("Only an industry delegation is counted under another "
+                                   "delegation."), 400)
+        if item.parent is not None and item.parent.parent_id is not None:
+            raise WorkflowError(_l("A sub-delegation cannot have sub-delegations."), 400)
+
+
+class ZoneView(ScopedModelView):
+    route_base = "/admin/zones"
+    class_permission_name = "ZoneAdmin"
+    datamodel = ScopedInterface(m.Zone)
+    title = _l("Industries and zones")
+    base_order = ("sort", "asc")
+    list_columns = ["name_zh", "name_en", "parent", "sort", "active"]
+    show_columns = add_columns = edit_columns = list_columns
+
+
+class ReferralCodeView(ScopedModelView):
+    route_base = "/admin/referral-codes"
+    class_permission_name = "ReferralCodes"
+    datamodel = ScopedInterface(m.ReferralCode)
+    title = _l("Referral codes")
+    base_order = ("code", "asc")
+    list_columns = ["code", "partner_name_zh", "partner_name_en", "regional", "active",
+                    "created_at"]
+    show_columns = list_columns
+    add_columns = edit_columns = ["code", "partner_name_zh", "partner_name_en", "regional",
+                                  "active"]
+    search_columns = ["code", "partner_name_zh", "regional"]
+
+    def before_save(self, item: m.ReferralCode, created: bool) -> None:
+        item.code = (item.code or "").strip().upper()
+        if not item.code:
+            raise WorkflowError(_l("Enter a code."), 400)
+
+
+class OrganiserView(ScopedModelView):
+    route_base = "/admin/organisers"
+    class_permission_name = "OrganiserAdmin"
+    datamodel = ScopedInterface(m.Organiser)
+    title = _l("Event organisers")
+    list_columns = ["name_zh", "name_en"]
+    show_columns = add_columns = edit_columns = list_columns
+
+
+class UnitAdminView(ScopedModelView):
+    route_base = "/admin/units"
+    class_permission_name = "UnitsAdmin"
+    datamodel = ScopedInterface(m.UnitRegistration)
+    title = _l("Units")
+    base_order = ("id", "desc")
+    list_columns = ["unit.name", "unit.uscc", "unit.region", "delegation", "sub_delegation",
+                    "status", "unit_number", "edition"]
+    show_columns = list_columns + ["contact_name", "contact_mobile", "contact_email",
+                                   "review_reason", "referral_code"]
+    search_columns = ["status", "delegation", "edition"]
+    base_permissions = ["can_list", "can_show"]
+    formatters_columns = {"contact_mobile": MASKED["contact_mobile"]}
+
+
+class DelegationExtensionView(ScopedModelView):
+    """Deadline extensions an admin grants to one delegation; each grant is audited."""
+
+    route_base = "/admin/extensions"
+    class_permission_name = "ExtensionAdmin"
+    datamodel = ScopedInterface(m.DelegationExtension)
+    title = _l("Deadline extensions")
+    list_columns = ["edition", "delegation", "until", "reason", "granted_at"]
+    show_columns = list_columns
+    add_columns = edit_columns = ["edition", "delegation", "until", "reason"]
+    add_form_query_rel_fields = edit_form_query_rel_fields = {
+        "delegation": [["parent_id", FilterEqual, None]]
+    }
+
+    def before_save(self, item: m.DelegationExtension, created: bool) -> None:
+        if not (item.reason or "").strip():
+            raise WorkflowError(_l("Give a reason for the extension."), 400)
+        item.granted_by_id = current_actor().user_id
+
+
+class AuditEventView(ScopedModelView):
+    route_base = "/admin/audit"
+    class_permission_name = "AuditLog"
+    datamodel = ScopedInterface(m.AuditEvent)
+    title = _l("Audit log")
+    base_order = ("id", "desc")
+    list_columns = ["at", "actor_name", "record_type", "record_id", "action", "from_state",
+                    "to_state", "reason"]
+    show_columns = list_columns + ["detail"]
+    search_columns = ["actor_name", "record_type", "record_id", "action", "at"]
+    base_permissions = ["can_list", "can_show"]
+
+
+class NotificationView(ScopedModelView):
+    route_base = "/admin/notifications"
+    class_permission_name = "NotificationLog"
+    datamodel = ScopedInterface(m.Notification)
+    title = _l("Notification log")
+    base_order = ("id", "desc")
+    list_columns = ["created_at", "channel", "recipient", "subject", "status", "attempts",
+                    "sent_at"]
+    show_columns = list_columns + ["body", "last_error", "dedupe_key"]
+    search_columns = ["channel", "status", "recipient"]
+    base_permissions = ["can_list", "can_show"]
+    label_columns = {"channel": _l("Channel"), "recipient": _l("Recipient")}

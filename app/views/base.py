@@ -1,0 +1,412 @@
+"""The base of every model view and API: all reads go through the actor's scope.
+
+Flask-AppBuilder's `base_filters` protect only the list, show, edit and delete of one view.
+Here the scope lives in the data interface itself, so actions (`action_post` loads rows by
+primary key), relation drop-downs (`get_related_interface`), related views, the REST API and
+file downloads all see only what the actor may see, and changes use the stricter write scope.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Callable, Iterable
+
+import sqlalchemy as sa
+from flask import abort, current_app, flash, redirect, request, send_from_directory, url_for
+from flask_appbuilder import ModelView
+from flask_appbuilder import forms as fab_forms
+from flask_appbuilder.actions import action as fab_action
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.fields import EnumField
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.security.decorators import has_access
+from flask_appbuilder.urltools import get_filter_args
+from flask_appbuilder.widgets import ListWidget
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from markupsafe import Markup, escape
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+
+from app import models as m
+from app.extensions import db
+from app.formatting import fmt_bool, fmt_date, fmt_datetime, fmt_enum, fmt_money
+from app.security import current_actor, get_scoped, scoped, write_scope
+from app.views.labels import COLUMN_LABELS
+from app.workflow import BatchResult, WorkflowError
+from app.workflow.audit import record
+
+log = logging.getLogger(__name__)
+
+
+class LabelledEnumField(EnumField):
+    """FAB labels enum choices with their raw values; ours show the translated label."""
+
+    def __init__(self, enum_class, enums, **kwargs):
+        super().__init__(enum_class, enums, **kwargs)
+        if enum_class is not None and issubclass(enum_class, m.LabelledEnum):
+            self.choices = [(name, enum_class[name].label) for name in enums]
+
+
+# FAB's form converter looks the field class up in its module at form-build time.
+fab_forms.EnumField = LabelledEnumField
+
+
+class ScopedInterface(SQLAInterface):
+    """SQLAInterface whose every query is limited to the current actor's scope."""
+
+    def __init__(self, obj: type, options: Iterable[Any] = ()) -> None:
+        super().__init__(obj)
+        self.options = list(options)
+
+    def _apply_inner_all(self, query, *args, **kwargs):
+        query = scoped(query, self.obj)
+        if self.options:
+            query = query.options(*self.options)
+        return super()._apply_inner_all(query, *args, **kwargs)
+
+    def get_related_interface(self, col_name: str) -> "ScopedInterface":
+        return ScopedInterface(self.get_related_model(col_name))
+
+    def get_related_obj(self, col_name: str, value: Any) -> Any:
+        return get_scoped(self.get_related_model(col_name), value)
+
+    def eager_load_dotted(self, columns: Iterable[str]) -> None:
+        """Join the many-to-one relations that dotted list columns read: no query per row."""
+        seen = {str(o) for o in self.options}
+        for column in columns:
+            parts = column.split(".")[:-1]
+            if not parts:
+                continue
+            model = self.obj
+            loader = None
+            for part in parts:
+                attr = getattr(model, part, None)
+                if attr is None or not hasattr(attr, "property"):
+                    break
+                loader = joinedload(attr) if loader is None else loader.joinedload(attr)
+                model = attr.property.mapper.class_
+            if loader is not None and str(loader) not in seen:
+                self.options.append(loader)
+                seen.add(str(loader))
+
+
+@dataclass
+class Selection:
+    """The rows an action applies to: ids already limited to the actor's write scope."""
+
+    model: type
+    ids: sa.Select
+
+    def count(self) -> int:
+        return db.session.scalar(sa.select(sa.func.count()).select_from(self.ids.subquery()))
+
+    def id_list(self) -> list[int]:
+        return list(db.session.scalars(self.ids))
+
+
+def batch_action(name: str, text: Any, confirmation: Any = None, icon: str | None = None,
+                 multiple: bool = True, single: bool = True) -> Callable:
+    """Declare an action that receives a Selection and returns a BatchResult."""
+    return fab_action(name, text, confirmation, icon, multiple, single)
+
+
+def flash_batch_result(result: BatchResult, limit: int = 20) -> None:
+    if result.done_count:
+        flash(_("Done for %(count)d record(s).", count=result.done_count), "success")
+    if result.refused:
+        lines = [f"{escape(r.label)}: {escape(str(r.reason))}" for r in result.refused[:limit]]
+        more = len(result.refused) - limit
+        if more > 0:
+            lines.append(escape(_("and %(count)d more", count=more)))
+        flash(Markup(escape(_("Not done for %(count)d record(s):", count=len(result.refused)))
+                     + Markup("<br>") + Markup("<br>").join(lines)), "warning")
+    if not result.done_count and not result.refused:
+        flash(_("Nothing to do."), "info")
+
+
+class CiieListWidget(ListWidget):
+    template = "ciie/widgets/list.html"
+
+
+class ScopedModelView(ModelView):
+    """A ModelView whose list, show, edit, delete, actions, drop-downs and downloads are scoped."""
+
+    list_template = "ciie/list.html"
+    list_widget = CiieListWidget
+    show_template = "ciie/show.html"
+    # Columns holding storage keys of uploaded files this view may serve through /download/.
+    file_columns: tuple[str, ...] = ()
+    # The record type written to the audit trail (default: the table name).
+    audit_name: str | None = None
+
+    # One translated title for the view; add, edit and show titles derive from it.
+    title: Any = None
+    # Actions that ask for a reason (shown to the unit) before they run.
+    reason_actions: tuple[str, ...] = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.label_columns = {**COLUMN_LABELS, **(type(self).label_columns or {})}
+        self.formatters_columns = dict(type(self).formatters_columns or {})
+        super().__init__(**kwargs)
+        if not self.file_columns and "can_download" in self.base_permissions:
+            self.base_permissions.remove("can_download")
+        if isinstance(self.datamodel, ScopedInterface):
+            self.datamodel.eager_load_dotted(list(self.list_columns) + list(self.show_columns))
+        self._add_default_formatters()
+
+    def _init_titles(self) -> None:
+        if self.title is not None:
+            self.list_title = self.list_title or self.title
+            self.show_title = self.show_title or _l("Details")
+            self.add_title = self.add_title or _l("Add")
+            self.edit_title = self.edit_title or _l("Edit")
+        super()._init_titles()
+
+    def _get_list_widget(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("reason_actions", self.reason_actions)
+        return super()._get_list_widget(*args, **kwargs)
+
+    @property
+    def record_type(self) -> str:
+        return self.audit_name or self.datamodel.obj.__tablename__
+
+    def _add_default_formatters(self) -> None:
+        model = self.datamodel.obj
+        for column in set(self.list_columns) | set(self.show_columns):
+            if column in self.formatters_columns:
+                continue
+            attr = getattr(model, column, None) if "." not in column else None
+            col = getattr(attr, "property", None)
+            col_type = getattr(col, "columns", [None])[0].type if hasattr(col, "columns") else None
+            if col_type is None:
+                continue
+            if isinstance(col_type, sa.Enum):
+                self.formatters_columns[column] = fmt_enum
+            elif isinstance(col_type, m.AwareDateTime):
+                self.formatters_columns[column] = fmt_datetime
+            elif isinstance(col_type, sa.Boolean):
+                self.formatters_columns[column] = fmt_bool
+            elif isinstance(col_type, sa.Date):
+                self.formatters_columns[column] = fmt_date
+            elif column.endswith("_fen"):
+                self.formatters_columns[column] = fmt_money
+
+    # ---- reads and writes of one record -------------------------------------------------
+
+    @expose("/edit/<pk>", methods=["GET", "POST"])
+    @has_access
+    def edit(self, pk):
+        with write_scope():
+            return super().edit(pk)
+
+    @expose("/delete/<pk>", methods=["GET", "POST"])
+    @has_access
+    def delete(self, pk):
+        with write_scope():
+            return super().delete(pk)
+
+    def before_save(self, item: Any, created: bool) -> None:
+        """Domain checks before a create or update; raise WorkflowError to refuse."""
+
+    def before_delete(self, item: Any) -> None:
+        """Domain checks before a delete; raise WorkflowError to refuse."""
+
+    def _changes(self, item: Any) -> dict[str, list[Any]]:
+        state = sa.inspect(item)
+        changes = {}
+        for attr in state.mapper.column_attrs:
+            hist = state.attrs[attr.key].history
+            if hist.has_changes():
+                old = hist.deleted[0] if hist.deleted else None
+                new = hist.added[0] if hist.added else None
+                changes[attr.key] = [_jsonable(old), _jsonable(new)]
+        return changes
+
+    def _save(self, item: Any, created: bool) -> bool:
+        try:
+            self.before_save(item, created)
+            changes = self._changes(item)
+            db.session.add(item)
+            db.session.flush()
+            record(current_actor(), self.record_type, item.id, "create" if created else "update",
+                   detail={"changes": changes})
+            db.session.commit()
+        except WorkflowError as exc:
+            db.session.rollback()
+            flash(str(exc.message), "danger")
+            return False
+        except IntegrityError:
+            db.session.rollback()
+            log.info("integrity error saving %s", self.record_type, exc_info=True)
+            flash(_("This conflicts with an existing record; nothing was saved."), "danger")
+            return False
+        flash(_("Saved."), "success")
+        return True
+
+    def _add(self):
+        is_valid_form = True
+        get_filter_args(self._filters, disallow_if_not_in_search=False)
+        exclude_cols = self._filters.get_relation_cols()
+        form = self.add_form.refresh()
+        if request.method == "POST":
+            self._fill_form_exclude_cols(exclude_cols, form)
+            if form.validate():
+                self.process_form(form, True)
+                item = self.datamodel.obj()
+                form.populate_obj(item)
+                if self._save(item, created=True):
+                    self.post_add(item)
+                    return None
+                is_valid_form = False
+            else:
+                is_valid_form = False
+        if is_valid_form:
+            self.update_redirect()
+        return self._get_add_widget(form=form, exclude_cols=exclude_cols)
+
+    def _edit(self, pk):
+        item = self.datamodel.get(pk, self._base_filters)
+        if not item:
+            abort(404)
+        if request.method == "POST":
+            get_filter_args(self._filters, disallow_if_not_in_search=False)
+            exclude_cols = self._filters.get_relation_cols()
+            form = self.edit_form.refresh(request.form)
+            self._fill_form_exclude_cols(exclude_cols, form)
+            form._id = pk
+            if form.validate():
+                self.process_form(form, False)
+                form.populate_obj(item)
+                if self._save(item, created=False):
+                    self.post_update(item)
+                    return None
+                item = self.datamodel.get(pk, self._base_filters)
+            return self._get_edit_widget(form=form, exclude_cols=exclude_cols)
+        return super()._edit(pk)
+
+    def _delete(self, pk):
+        item = self.datamodel.get(pk, self._base_filters)
+        if not item:
+            abort(404)
+        try:
+            self.before_delete(item)
+            item_id = item.id
+            db.session.delete(item)
+            db.session.flush()
+            record(current_actor(), self.record_type, item_id, "delete")
+            db.session.commit()
+        except WorkflowError as exc:
+            db.session.rollback()
+            flash(str(exc.message), "danger")
+            return
+        except IntegrityError:
+            db.session.rollback()
+            flash(_("Other records depend on this one; it was not deleted."), "danger")
+            return
+        self.post_delete(item)
+        flash(_("Deleted."), "success")
+        self.update_redirect()
+
+    # ---- actions ------------------------------------------------------------------------
+
+    def _selection_from_pks(self, pks: list[str]) -> Selection:
+        try:
+            ids = sorted({int(pk) for pk in pks})
+        except ValueError:
+            abort(400)
+        if not ids:
+            abort(400)
+        model = self.datamodel.obj
+        stmt = scoped(sa.select(model.id).where(model.id.in_(ids)), model)
+        found = set(db.session.scalars(stmt))
+        if found != set(ids):
+            # A tampered or out-of-scope id: refuse the whole request, change nothing.
+            abort(404)
+        return Selection(model, sa.select(model.id).where(model.id.in_(ids)))
+
+    def _selection_from_filters(self) -> Selection:
+        get_filter_args(self._filters)
+        joined = self._filters.get_joined_filters(self._base_filters)
+        model = self.datamodel.obj
+        query = db.session.query(model)
+        query = self.datamodel._apply_inner_all(query, joined)
+        query = query.with_entities(model.id).order_by(None)
+        return Selection(model, query.statement)
+
+    def _run_action(self, name: str, build: Callable[[], Selection]):
+        action = self.actions.get(name)
+        if action is None:
+            abort(404)
+        permission = self.get_action_permission_name(name)
+        if not self.appbuilder.sm.has_access(permission, self.class_permission_name):
+            abort(403)
+        with write_scope():
+            selection = build()
+            try:
+                result = action.func(selection)
+            except WorkflowError as exc:
+                db.session.rollback()
+                flash(str(exc.message), "danger")
+                return redirect(self.get_redirect())
+        if isinstance(result, BatchResult):
+            flash_batch_result(result)
+            return redirect(self.get_redirect())
+        return result
+
+    @expose("/action/<string:name>/<pk>", methods=["POST"])
+    def action(self, name, pk):
+        return self._run_action(name, lambda: self._selection_from_pks([pk]))
+
+    @expose("/action_post", methods=["POST"])
+    def action_post(self):
+        name = request.form.get("action", "")
+        if request.form.get("all_matching") == "1":
+            return self._run_action(name, self._selection_from_filters)
+        return self._run_action(name, lambda: self._selection_from_pks(
+            request.form.getlist("rowid")))
+
+    # ---- files --------------------------------------------------------------------------
+
+    @expose("/download/<string:filename>")
+    @has_access
+    def download(self, filename):
+        if not self.file_columns:
+            abort(404)
+        model = self.datamodel.obj
+        match = sa.or_(*(getattr(model, c) == filename for c in self.file_columns))
+        found = db.session.scalar(scoped(sa.select(model.id).where(match), model).limit(1))
+        if found is None:
+            abort(404)
+        return send_from_directory(current_app.config["UPLOAD_FOLDER"], filename,
+                                   as_attachment=True)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, m.LabelledEnum):
+        return value.value
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def download_link(endpoint: str) -> Callable[[str | None], Markup]:
+    """A formatter turning a storage key into a link to the view's scoped download."""
+    def fmt(key: str | None) -> Markup:
+        if not key:
+            return Markup("")
+        href = url_for(f"{endpoint}.download", filename=key)
+        return Markup('<a href="{}"><i class="fa fa-download"></i> {}</a>').format(
+            href, _("Download"))
+
+    return fmt
+
+
+def list_url(view_endpoint: str, **filters: Any) -> str:
+    """The URL of a list view with `_flt_0_<col>` filters (used by home-page counts)."""
+    args = {f"_flt_0_{k}": v for k, v in filters.items()}
+    return url_for(f"{view_endpoint}.list", **args)
+

@@ -1,0 +1,104 @@
+"""The delegation's dashboard: review its units, see its persons (ID and mobile masked)."""
+from __future__ import annotations
+
+from flask import abort, jsonify, request
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.models.sqla.filters import FilterEqualFunction
+from flask_appbuilder.security.decorators import has_access
+from flask_babel import lazy_gettext as _l
+
+from app import models as m
+from app.extensions import db
+from app.security import current_actor, get_scoped
+from app.views.base import (ScopedInterface, ScopedModelView, Selection, batch_action,
+                            download_link)
+from app.views.labels import MASKED, fmt_entry_days
+from app.views.unit import current_edition_id
+from app.workflow import units
+from app.workflow.audit import record
+
+
+class DelegationDocumentView(ScopedModelView):
+    """A unit's qualification documents, as its delegation sees them (read and download)."""
+
+    route_base = "/delegation/documents"
+    class_permission_name = "DelegationDocuments"
+    datamodel = ScopedInterface(m.UnitDocument)
+    title = _l("Qualification documents")
+    list_columns = ["original_name", "content_type", "size_bytes", "uploaded_at", "storage_key"]
+    show_columns = list_columns
+    file_columns = ("storage_key",)
+    base_permissions = ["can_list", "can_show", "can_download"]
+    formatters_columns = {"storage_key": download_link("DelegationDocumentView")}
+
+
+class DelegationUnitView(ScopedModelView):
+    """Units of the delegation (and its sub-delegations); roll-ups are read-only."""
+
+    route_base = "/delegation/units"
+    class_permission_name = "DelegationUnits"
+    datamodel = ScopedInterface(m.UnitRegistration)
+    title = _l("Units")
+    base_filters = [["edition_id", FilterEqualFunction, current_edition_id]]
+    base_order = ("id", "desc")
+    list_columns = ["unit.name", "unit.uscc", "unit.region", "unit.category", "sub_delegation",
+                    "status", "unit_number", "submitted_at"]
+    show_columns = ["unit.name", "unit.uscc", "unit.region", "unit.category", "delegation",
+                    "sub_delegation", "status", "unit_number", "review_reason", "contact_name",
+                    "contact_title", "contact_mobile", "contact_email", "purchase_intentions",
+                    "zones", "reason", "referral_code", "submitted_at", "reviewed_at"]
+    search_columns = ["status", "sub_delegation", "submitted_at"]
+    related_views = [DelegationDocumentView]
+    base_permissions = ["can_list", "can_show"]
+    formatters_columns = {"contact_mobile": MASKED["contact_mobile"]}
+    reason_actions = ("return_units", "reject_units")
+
+    @batch_action("approve_units", _l("Approve"),
+                  _l("Approved units get their unit number."), "fa-check")
+    def approve_units(self, selection: Selection):
+        return units.approve_units(current_actor(), selection.ids)
+
+    @batch_action("return_units", _l("Return for changes"), None, "fa-undo")
+    def return_units(self, selection: Selection):
+        return units.return_units(current_actor(), selection.ids, request.form.get("reason"))
+
+    @batch_action("reject_units", _l("Reject"), None, "fa-times")
+    def reject_units(self, selection: Selection):
+        return units.reject_units(current_actor(), selection.ids, request.form.get("reason"))
+
+
+class DelegationPersonView(ScopedModelView):
+    """Persons of the delegation's units; ID and mobile numbers are masked."""
+
+    route_base = "/delegation/persons"
+    class_permission_name = "DelegationPersons"
+    datamodel = ScopedInterface(m.PersonRegistration)
+    title = _l("Persons")
+    base_filters = [["edition_id", FilterEqualFunction, current_edition_id]]
+    base_order = ("id", "desc")
+    list_columns = ["person.name", "unit_registration.unit.name", "person.id_type",
+                    "person.id_number", "person.mobile", "tag", "entry_days", "status",
+                    "is_reuse"]
+    show_columns = ["person.name", "person.gender", "unit_registration.unit.name",
+                    "person.id_type", "person.id_number", "person.nationality", "person.mobile",
+                    "person.job_title", "tag", "previous_tag", "entry_days", "status",
+                    "is_reuse"]
+    search_columns = ["status", "tag", "is_reuse"]
+    base_permissions = ["can_list", "can_show", "can_reveal"]
+    formatters_columns = {"person.id_number": MASKED["person.id_number"],
+                          "person.mobile": MASKED["person.mobile"],
+                          "entry_days": fmt_entry_days}
+
+    @expose("/reveal/<int:pk>", methods=["POST"])
+    @has_access
+    def reveal(self, pk: int):
+        """Show the full ID and mobile numbers of one person; every display is logged."""
+        actor = current_actor()
+        registration = get_scoped(m.PersonRegistration, pk, actor)
+        if registration is None:
+            abort(404)
+        person = registration.person
+        record(actor, "person", person.id, "pii_view",
+               detail={"fields": ["id_number", "mobile"], "via": "delegation"})
+        db.session.commit()
+        return jsonify({"id_number": person.id_number, "mobile": person.mobile})

@@ -1,0 +1,311 @@
+"""The unit's dashboard: its persons, documents, addresses and orders."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, redirect, request
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.forms import DynamicForm
+from flask_appbuilder.models.sqla.filters import FilterEqualFunction
+from flask_appbuilder.security.decorators import has_access
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from wtforms import (BooleanField, FileField, SelectField, SelectMultipleField, StringField,
+                     widgets)
+from wtforms.validators import DataRequired, Email, Length, Optional
+
+from app import models as m
+from app.extensions import db
+from app.security import current_actor, get_scoped, write_scope
+from app.views.base import (ScopedInterface, ScopedModelView, Selection, batch_action,
+                            download_link)
+from app.views.labels import fmt_entry_days
+from app.workflow import addresses, documents, persons
+from app.workflow.editions import current_edition
+from app.workflow.errors import WorkflowError
+
+
+def current_edition_id() -> int:
+    return current_edition().id
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+def _choices(enum_cls: type) -> list[tuple[str, Any]]:
+    return [(e.value, e.label) for e in enum_cls]
+
+
+class PersonForm(DynamicForm):
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=100)])
+    gender = SelectField(_l("Gender"), choices=_choices(m.Gender), validators=[DataRequired()])
+    id_type = SelectField(_l("ID document"), choices=_choices(m.IdType),
+                          validators=[DataRequired()])
+    id_number = StringField(_l("ID number"), validators=[DataRequired(), Length(max=32)])
+    nationality = StringField(_l("Nationality (2-letter country code)"), default="CN",
+                              validators=[DataRequired(), Length(min=2, max=2)])
+    mobile = StringField(_l("Mobile"), validators=[Optional(), Length(max=32)])
+    email = StringField(_l("E-mail"), validators=[Optional(), Email(), Length(max=254)])
+    job_title = StringField(_l("Job title"), validators=[Optional(), Length(max=100)])
+    entry_dates = MultiCheckboxField(_l("Entry dates"), choices=[])
+
+
+def person_form_with_days(form: PersonForm) -> PersonForm:
+    edition = current_edition()
+    form.entry_dates.choices = [(d.isoformat(), d.strftime("%Y-%m-%d")) for d in edition.days]
+    return form
+
+
+def person_data(form: PersonForm) -> persons.PersonData:
+    from datetime import date
+
+    return persons.PersonData(
+        name=form.name.data, gender=m.Gender(form.gender.data),
+        id_type=m.IdType(form.id_type.data), id_number=form.id_number.data,
+        nationality=form.nationality.data, mobile=form.mobile.data, email=form.email.data,
+        job_title=form.job_title.data,
+        entry_dates=[date.fromisoformat(d) for d in form.entry_dates.data or []],
+    )
+
+
+class UnitPersonView(ScopedModelView):
+    """The unit's persons in the current edition; drafts can be changed and submitted."""
+
+    route_base = "/unit/persons"
+    class_permission_name = "UnitPersons"
+    datamodel = ScopedInterface(m.PersonRegistration)
+    title = _l("Persons")
+    base_filters = [["edition_id", FilterEqualFunction, current_edition_id]]
+    base_order = ("id", "desc")
+    list_columns = ["person.name", "person.gender", "person.id_type", "person.id_number",
+                    "person.mobile", "tag", "entry_days", "status", "is_reuse"]
+    show_columns = ["person.name", "person.gender", "person.id_type", "person.id_number",
+                    "person.nationality", "person.mobile", "person.email", "person.job_title",
+                    "tag", "entry_days", "status", "is_reuse", "submitted_at"]
+    search_columns = ["status", "tag"]
+    add_form = PersonForm
+    edit_form = PersonForm
+    add_columns = edit_columns = ["name", "gender", "id_type", "id_number", "nationality",
+                                  "mobile", "email", "job_title", "entry_dates"]
+    formatters_columns = {"entry_days": fmt_entry_days}
+
+    @expose("/add", methods=["GET", "POST"])
+    @has_access
+    def add(self):
+        form = person_form_with_days(self.add_form.refresh())
+        if request.method == "POST" and form.validate():
+            try:
+                persons.save_person(current_actor(), person_data(form))
+            except WorkflowError as exc:
+                db.session.rollback()
+                flash(str(exc.message), "danger")
+            else:
+                flash(_("Saved."), "success")
+                return redirect(self.get_redirect())
+        return self.render_template(self.add_template, title=self.add_title,
+                                    widgets=self._get_add_widget(form=form))
+
+    @expose("/edit/<pk>", methods=["GET", "POST"])
+    @has_access
+    def edit(self, pk):
+        actor = current_actor()
+        with write_scope():
+            registration = get_scoped(m.PersonRegistration, pk, actor)
+        if registration is None:
+            abort(404)
+        if request.method == "POST":
+            form = person_form_with_days(self.edit_form.refresh(request.form))
+            if form.validate():
+                try:
+                    persons.save_person(actor, person_data(form), registration.id)
+                except WorkflowError as exc:
+                    db.session.rollback()
+                    flash(str(exc.message), "danger")
+                else:
+                    flash(_("Saved."), "success")
+                    return redirect(self.get_redirect())
+        else:
+            person = registration.person
+            form = person_form_with_days(self.edit_form.refresh(obj=person))
+            form.gender.data = person.gender.value
+            form.id_type.data = person.id_type.value
+            form.entry_dates.data = [d.isoformat() for d in registration.entry_dates]
+        return self.render_template(self.edit_template, title=self.edit_title,
+                                    widgets=self._get_edit_widget(form=form))
+
+    def _delete(self, pk):
+        try:
+            persons.delete_draft(current_actor(), pk)
+        except WorkflowError as exc:
+            db.session.rollback()
+            if exc.status_code == 404:
+                abort(404)
+            flash(str(exc.message), "danger")
+            return
+        flash(_("Deleted."), "success")
+
+    @batch_action("submit_persons", _l("Submit"),
+                  _l("Submitted persons go to the delegation and can no longer be changed."),
+                  "fa-paper-plane")
+    def submit_persons(self, selection: Selection):
+        return persons.submit_persons(current_actor(), selection.ids)
+
+    @batch_action("accept_joins", _l("Accept into the unit"), None, "fa-user-plus")
+    def accept_joins(self, selection: Selection):
+        return persons.decide_joins(current_actor(), selection.ids, accept=True)
+
+    @batch_action("refuse_joins", _l("Refuse to join"), None, "fa-user-times")
+    def refuse_joins(self, selection: Selection):
+        return persons.decide_joins(current_actor(), selection.ids, accept=False,
+                                    reason=request.form.get("reason"))
+
+
+class AddressForm(DynamicForm):
+    recipient = StringField(_l("Recipient"), validators=[DataRequired(), Length(max=100)])
+    phone = StringField(_l("Phone"), validators=[DataRequired(), Length(max=32)])
+    province = StringField(_l("Province"), validators=[DataRequired(), Length(max=50)])
+    city = StringField(_l("City"), validators=[DataRequired(), Length(max=50)])
+    detail = StringField(_l("Street address"), validators=[DataRequired(), Length(max=300)])
+    postcode = StringField(_l("Postcode"), validators=[Optional(), Length(max=10)])
+    is_default = BooleanField(_l("Use as the default address"))
+
+
+class AddressView(ScopedModelView):
+    """Up to five badge delivery addresses; exactly one is the default."""
+
+    route_base = "/unit/addresses"
+    class_permission_name = "UnitAddresses"
+    datamodel = ScopedInterface(m.Address)
+    title = _l("Delivery addresses")
+    base_order = ("slot", "asc")
+    list_columns = ["slot", "recipient", "phone", "province", "city", "detail", "postcode",
+                    "is_default"]
+    show_columns = list_columns
+    search_columns = ["city"]
+    add_form = AddressForm
+    edit_form = AddressForm
+    add_columns = edit_columns = ["recipient", "phone", "province", "city", "detail",
+                                  "postcode", "is_default"]
+
+    def _form_data(self, form: AddressForm) -> dict[str, Any]:
+        return {k: getattr(form, k).data for k in addresses.FIELDS}
+
+    def _add(self):
+        form = self.add_form.refresh()
+        if request.method == "POST" and form.validate():
+            try:
+                addresses.add_address(current_actor(), self._form_data(form),
+                                      make_default=form.is_default.data)
+            except WorkflowError as exc:
+                db.session.rollback()
+                flash(str(exc.message), "danger")
+            else:
+                flash(_("Saved."), "success")
+                return None
+        return self._get_add_widget(form=form)
+
+    def _edit(self, pk):
+        actor = current_actor()
+        address = get_scoped(m.Address, pk, actor)
+        if address is None:
+            abort(404)
+        if request.method == "POST":
+            form = self.edit_form.refresh(request.form)
+            if form.validate():
+                try:
+                    addresses.update_address(actor, address.id, self._form_data(form))
+                    if form.is_default.data and not address.is_default:
+                        addresses.set_default_address(actor, address.id)
+                except WorkflowError as exc:
+                    db.session.rollback()
+                    flash(str(exc.message), "danger")
+                else:
+                    flash(_("Saved."), "success")
+                    return None
+        else:
+            form = self.edit_form.refresh(obj=address)
+        return self._get_edit_widget(form=form)
+
+    def _delete(self, pk):
+        try:
+            addresses.delete_address(current_actor(), pk)
+        except WorkflowError as exc:
+            db.session.rollback()
+            if exc.status_code == 404:
+                abort(404)
+            flash(str(exc.message), "danger")
+            return
+        flash(_("Deleted."), "success")
+
+    @batch_action("set_default", _l("Make default"), None, "fa-star", multiple=False)
+    def set_default(self, selection: Selection):
+        ids = selection.id_list()
+        addresses.set_default_address(current_actor(), ids[0])
+        flash(_("Saved."), "success")
+        return redirect(self.get_redirect())
+
+
+class DocumentForm(DynamicForm):
+    file = FileField(_l("Qualification document (PDF, JPEG or PNG)"))
+
+
+class UnitDocumentView(ScopedModelView):
+    """Qualification documents; files are served only through the scoped download."""
+
+    route_base = "/unit/documents"
+    class_permission_name = "UnitDocuments"
+    datamodel = ScopedInterface(m.UnitDocument)
+    title = _l("Qualification documents")
+    base_order = ("uploaded_at", "desc")
+    list_columns = ["original_name", "content_type", "size_bytes", "uploaded_at", "storage_key"]
+    show_columns = list_columns
+    search_columns = ["original_name"]
+    add_form = DocumentForm
+    add_columns = ["file"]
+    file_columns = ("storage_key",)
+    base_permissions = ["can_list", "can_show", "can_add", "can_delete", "can_download"]
+    formatters_columns = {"storage_key": download_link("UnitDocumentView")}
+
+    def _add(self):
+        form = self.add_form.refresh()
+        if request.method == "POST" and form.validate():
+            try:
+                documents.add_document(current_actor(), request.files.get("file"))
+            except WorkflowError as exc:
+                db.session.rollback()
+                flash(str(exc.message), "danger")
+            else:
+                flash(_("Uploaded."), "success")
+                return None
+        return self._get_add_widget(form=form)
+
+    def _edit(self, pk):
+        abort(404)
+
+    def _delete(self, pk):
+        try:
+            documents.delete_document(current_actor(), pk)
+        except WorkflowError as exc:
+            db.session.rollback()
+            if exc.status_code == 404:
+                abort(404)
+            flash(str(exc.message), "danger")
+            return
+        flash(_("Deleted."), "success")
+
+
+class UnitOrderView(ScopedModelView):
+    """The unit's badge-fee orders (read here; paying is on the order page)."""
+
+    route_base = "/unit/orders"
+    class_permission_name = "UnitOrders"
+    datamodel = ScopedInterface(m.Order)
+    title = _l("Badge-fee orders")
+    base_filters = [["edition_id", FilterEqualFunction, current_edition_id]]
+    base_order = ("id", "desc")
+    list_columns = ["number", "status", "fee_fen", "amount_fen", "created_at", "paid_at"]
+    show_columns = list_columns
+    search_columns = ["number", "status"]
+    base_permissions = ["can_list", "can_show"]

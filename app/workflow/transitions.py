@@ -1,0 +1,89 @@
+"""The one way a status moves: scoped, checked against allowed from-states, set-based, audited."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import sqlalchemy as sa
+from flask_babel import lazy_gettext as _l
+
+from app.extensions import db
+from app.security import Actor, WRITE, scoped
+from app.workflow.audit import record_many
+from app.workflow.errors import BatchResult
+
+# A rule a row must also satisfy: (SQL condition on the row, reason shown when it does not).
+Check = tuple[Any, Any]
+
+
+def as_id_select(model: type, ids: Iterable[int] | sa.Select) -> sa.Select:
+    if isinstance(ids, sa.Select):
+        return ids
+    return sa.select(model.id).where(model.id.in_(list(ids)))
+
+
+def wrong_state(status: Any) -> Any:
+    return _l("not possible while the status is \"%(status)s\"", status=status.label)
+
+
+def select_movable(actor: Actor, model: type, id_select: sa.Select, from_states: tuple,
+                   label: Any, checks: Sequence[Check] = (),
+                   extra: Sequence[Any] = ()) -> tuple[BatchResult, dict[int, Any]]:
+    """Read the selected rows in the actor's write scope (one SELECT) and split them into
+    movable ones ({id: row}) and refusals with their reason."""
+    check_columns = [sa.case((cond, sa.true()), else_=sa.false()).label(f"check_{i}")
+                     for i, (cond, _reason) in enumerate(checks)]
+    rows = db.session.execute(scoped(
+        sa.select(model.id, model.status, label.label("label"), *check_columns, *extra)
+        .where(model.id.in_(id_select)),
+        model, actor, WRITE,
+    )).all()
+    result = BatchResult()
+    movable: dict[int, Any] = {}
+    for row in rows:
+        if row.status not in from_states:
+            result.refuse(row.id, row.label, wrong_state(row.status))
+            continue
+        failed = next((checks[i][1] for i in range(len(checks)) if not row[3 + i]), None)
+        if failed is not None:
+            result.refuse(row.id, row.label, failed)
+            continue
+        movable[row.id] = row
+    return result, movable
+
+
+def guarded_update(actor: Actor, model: type, id_select: sa.Select, from_states: tuple,
+                   checks: Sequence[Check] = ()) -> sa.Update:
+    """UPDATE limited to the scope, the from-states and the checks: a row that changed since
+    it was read is left alone."""
+    return scoped(
+        sa.update(model).where(model.id.in_(id_select), model.status.in_(from_states),
+                               *(cond for cond, _reason in checks)),
+        model, actor, WRITE,
+    ).execution_options(synchronize_session=False)
+
+
+def move(actor: Actor, model: type, ids: Iterable[int] | sa.Select, *, action: str,
+         from_states: Iterable[Any], to_state: Any, label: Any,
+         checks: Sequence[Check] = (), reason: str | None = None,
+         values: dict[str, Any] | None = None, record_type: str | None = None,
+         commit: bool = True) -> BatchResult:
+    """Move the selected rows of `model` from any of `from_states` to `to_state`.
+
+    Rows outside the actor's write scope are never touched (nor reported). Each refused row is
+    reported with its reason: a wrong state, or the first failed check. Two statements
+    (a SELECT and an UPDATE … RETURNING) plus one INSERT of audit rows, whatever the batch size.
+    """
+    from_states = tuple(from_states)
+    id_select = as_id_select(model, ids)
+    result, movable = select_movable(actor, model, id_select, from_states, label, checks)
+    if movable:
+        updated = db.session.scalars(
+            guarded_update(actor, model, id_select, from_states, checks)
+            .values(status=to_state, **(values or {})).returning(model.id)
+        ).all()
+        done = [(rid, movable[rid].status) for rid in updated if rid in movable]
+        record_many(actor, record_type or model.__tablename__, done, action, to_state, reason)
+        result.done = [rid for rid, _status in done]
+    if commit:
+        db.session.commit()
+    return result

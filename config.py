@@ -1,0 +1,192 @@
+"""Every setting of the app, read from the environment with a safe default.
+
+`CIIE_CONFIG` chooses the class (`development`, `production`, `test`); each value below can be
+overridden by an environment variable of the same name.
+"""
+import os
+from datetime import timedelta
+
+from flask_appbuilder.security.manager import AUTH_DB
+
+BASE_DIR = os.path.abspath(os.path.dirname(__file__))
+INSTANCE_DIR = os.environ.get("CIIE_INSTANCE_DIR", os.path.join(BASE_DIR, "instance"))
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.lower() in ("1", "true", "yes", "on")
+
+
+class Config:
+    APP_NAME = "CIIE"
+    APP_THEME = ""
+    SECRET_KEY = _env("SECRET_KEY", "dev-only-secret-change-me")
+
+    # Database: SQLite is the embedded default; PostgreSQL in production and tests.
+    SQLALCHEMY_DATABASE_URI = _env(
+        "DATABASE_URL", "sqlite:///" + os.path.join(INSTANCE_DIR, "ciie.db")
+    )
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+
+    # Alembic owns the schema: Flask-AppBuilder must never create tables or permissions at
+    # start-up; `flask ciie init` syncs permissions and roles after `flask db upgrade`.
+    FAB_CREATE_DB = False
+    FAB_UPDATE_PERMS = False
+    FAB_SECURITY_MANAGER_CLASS = "app.security.CiieSecurityManager"
+    FAB_INDEX_VIEW = "app.views.home.HomeView"
+    FAB_BASE_TEMPLATE = "ciie_baselayout.html"
+    FAB_ADD_SECURITY_API = False
+    FAB_API_SWAGGER_UI = True
+    FAB_API_MAX_PAGE_SIZE = 100
+
+    AUTH_TYPE = AUTH_DB
+    AUTH_ROLE_ADMIN = "admin"
+    AUTH_ROLE_PUBLIC = "public"
+    AUTH_USER_REGISTRATION = False
+    AUTH_RATE_LIMITED = True
+    AUTH_RATE_LIMIT = _env("AUTH_RATE_LIMIT", "10 per 1 minute")
+    RATELIMIT_ENABLED = True
+    FAB_PASSWORD_HASH_METHOD = "scrypt"
+
+    # Background jobs: without REDIS_URL every job runs inline in the request.
+    REDIS_URL = _env("REDIS_URL")
+    RQ_QUEUE = _env("RQ_QUEUE", "ciie")
+    RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", REDIS_URL or "memory://")
+
+    # i18n: zh is the default; the navbar switches between the two.
+    BABEL_DEFAULT_LOCALE = "zh"
+    BABEL_DEFAULT_TIMEZONE = "Asia/Shanghai"
+    BABEL_TRANSLATION_DIRECTORIES = os.path.join(BASE_DIR, "app", "translations")
+    # Language names are endonyms: each is written in its own language on purpose.
+    LANGUAGES = {
+        "zh": {"flag": "cn", "name": "中文"},
+        "en": {"flag": "gb", "name": "English"},
+    }
+    EXPO_TIMEZONE = "Asia/Shanghai"
+
+    # Security basics
+    WTF_CSRF_ENABLED = True
+    WTF_CSRF_TIME_LIMIT = None
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=8)
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(hours=2)
+    API_LOGIN_RATE_LIMIT = _env("API_LOGIN_RATE_LIMIT", "10 per 1 minute")
+
+    # Uploads live outside static/ and are served only through scoped views.
+    UPLOAD_FOLDER = _env("UPLOAD_FOLDER", os.path.join(INSTANCE_DIR, "uploads"))
+    IMG_UPLOAD_FOLDER = UPLOAD_FOLDER
+    MAX_CONTENT_LENGTH = 20 * 1024 * 1024
+    MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
+    MAX_PHOTO_BYTES = 2 * 1024 * 1024
+
+    # Mail (a real SMTP connection; tests run aiosmtpd on loopback)
+    MAIL_SERVER = _env("MAIL_SERVER", "127.0.0.1")
+    MAIL_PORT = int(_env("MAIL_PORT", "8025"))
+    MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", False)
+    MAIL_USERNAME = _env("MAIL_USERNAME")
+    MAIL_PASSWORD = _env("MAIL_PASSWORD")
+    MAIL_DEFAULT_SENDER = _env("MAIL_DEFAULT_SENDER", "noreply@ciie.local")
+    # With no SMTP server (the embedded default) e-mails are written to the log instead.
+    MAIL_BACKEND = _env("MAIL_BACKEND", "log")
+    SMS_BACKEND = _env("SMS_BACKEND", "log")
+
+    # Personal information
+    PII_FULL_ROLES = ("reviewer",)  # besides the person's own unit
+
+
+class DevelopmentConfig(Config):
+    DEBUG = False
+
+
+class ProductionConfig(Config):
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    REMEMBER_COOKIE_HTTPONLY = True
+    PREFERRED_URL_SCHEME = "https"
+
+
+class TestConfig(Config):
+    TESTING = True
+    SECRET_KEY = "test-secret"
+    # Cheap hashing keeps the suite fast; production keeps scrypt.
+    FAB_PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+    # Tests that exercise the limiter switch it on themselves.
+    AUTH_RATE_LIMIT = "1000 per 1 minute"
+    API_LOGIN_RATE_LIMIT = "1000 per 1 minute"
+    MAIL_BACKEND = _env("MAIL_BACKEND", "smtp")
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "production": ProductionConfig,
+    "test": TestConfig,
+}
+
+
+def get_config(name: str | None = None) -> type[Config]:
+    return CONFIGS[name or os.environ.get("CIIE_CONFIG", "development")]
+
+
+# --------------------------------------------------------------------------------------------
+# Roles, least privilege. `flask ciie init` creates them in the database from this table and
+# adds missing permissions; admins can then edit roles and permissions in the UI (Security).
+# Each entry: (view-or-menu name regex, permission regex).
+# --------------------------------------------------------------------------------------------
+_SELF_SERVICE = [
+    (r"^CiieUserDBModelView$", r"^(can_userinfo|resetmypassword|userinfoedit)$"),
+    (r"^(ResetMyPasswordView|UserInfoEditView)$", r"^can_this_form_(get|post)$"),
+]
+_READ_API = r"^can_(get|get_list|info)$"
+
+CIIE_ROLES = {
+    "unit": _SELF_SERVICE + [
+        (r"^UnitPersons$", r"^(can_(list|show|add|edit|delete)|submit_persons|accept_joins|"
+                           r"refuse_joins)$"),
+        (r"^UnitDocuments$", r"^can_(list|show|add|delete|download)$"),
+        (r"^UnitAddresses$", r"^(can_(list|show|add|edit|delete)|set_default)$"),
+        (r"^UnitOrders$", r"^can_(list|show)$"),
+        (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
+        (r"^(Registration|Unit persons|Unit documents|Addresses|Unit orders)$",
+         r"^menu_access$"),
+    ],
+    "person": _SELF_SERVICE + [
+        (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
+    ],
+    "delegation": _SELF_SERVICE + [
+        (r"^DelegationUnits$", r"^(can_(list|show)|approve_units|return_units|reject_units)$"),
+        (r"^DelegationPersons$", r"^can_(list|show|reveal)$"),
+        (r"^DelegationDocuments$", r"^can_(list|show|download)$"),
+        (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
+        (r"^(Delegation|Delegation units|Delegation persons)$", r"^menu_access$"),
+    ],
+    "finance": _SELF_SERVICE + [
+        (r"^FinanceOrders$", r"^can_(list|show)$"),
+        (r"^FinancePayments$", r"^can_(list|show|download)$"),
+        (r"^(Finance|Finance orders|Payments)$", r"^menu_access$"),
+    ],
+    "reviewer": _SELF_SERVICE + [
+        (r"^ReviewQueue$", r"^can_(list|show)$"),
+        (r"^PersonRegistrationApi$", _READ_API),
+        (r"^(Security review|Review queue)$", r"^menu_access$"),
+    ],
+    "organiser": _SELF_SERVICE + [
+        (r"^OrganiserEvents$", r"^(can_(list|show|add|edit|delete)|publish_events|"
+                               r"close_events)$"),
+        (r"^OrganiserApplications$", r"^(can_(list|show)|accept_applications|"
+                                     r"decline_applications)$"),
+        (r"^(Events|Organiser events|Applications)$", r"^menu_access$"),
+    ],
+}
+# A sub-delegation user does what a delegation user does, within its sub-delegation.
+CIIE_ROLES["sub_delegation"] = CIIE_ROLES["delegation"]
+Config.CIIE_ROLES = CIIE_ROLES
