@@ -117,7 +117,7 @@ class ProductionConfig(Config):
 
 class TestConfig(Config):
     TESTING = True
-    SECRET_KEY = "test-secret"
+    SECRET_KEY = "test-secret-key-of-thirty-two-bytes!"
     # Cheap hashing keeps the suite fast; production keeps scrypt.
     FAB_PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
     # Tests that exercise the limiter switch it on themselves.

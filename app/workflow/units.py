@@ -13,6 +13,7 @@ from app.security import Actor
 from app.workflow.audit import record_many
 from app.workflow.editions import current_edition, require_delegation_window
 from app.workflow.errors import BatchResult, WorkflowError
+from app.workflow.notices import create_notices, enqueue_sends, unit_decision_notices
 from app.workflow.numbers import reserve
 from app.workflow.transitions import (as_id_select, guarded_update, move, select_movable)
 
@@ -71,7 +72,15 @@ def approve_units(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
         done = [(rid, movable[rid].status) for rid in updated]
         record_many(actor, "unit_registration", done, "approve", US.approved)
         result.done = [rid for rid, _status in done]
+    return _notify_and_commit(result, US.approved)
+
+
+def _notify_and_commit(result: BatchResult, decision: m.UnitStatus) -> BatchResult:
+    """Queue the e-mails to the units in the same transaction; send them after the commit."""
+    notification_ids = create_notices(unit_decision_notices(result.done, decision)) \
+        if result.done else []
     db.session.commit()
+    enqueue_sends(notification_ids)
     return result
 
 
@@ -79,18 +88,20 @@ def return_units(actor: Actor, ids: Iterable[int] | sa.Select, reason: str | Non
     """Send submitted units back for changes, with a reason the unit sees."""
     reason = _require_reason(reason)
     require_review_window(actor)
-    return move(actor, UR, ids, action="return", from_states=[US.submitted],
-                to_state=US.returned, label=unit_label(), reason=reason,
-                values={"reviewed_at": now(), "review_reason": reason})
+    result = move(actor, UR, ids, action="return", from_states=[US.submitted],
+                  to_state=US.returned, label=unit_label(), reason=reason,
+                  values={"reviewed_at": now(), "review_reason": reason}, commit=False)
+    return _notify_and_commit(result, US.returned)
 
 
 def reject_units(actor: Actor, ids: Iterable[int] | sa.Select, reason: str | None) -> BatchResult:
     """Reject submitted units, with a reason the unit sees."""
     reason = _require_reason(reason)
     require_review_window(actor)
-    return move(actor, UR, ids, action="reject", from_states=[US.submitted],
-                to_state=US.rejected, label=unit_label(), reason=reason,
-                values={"reviewed_at": now(), "review_reason": reason})
+    result = move(actor, UR, ids, action="reject", from_states=[US.submitted],
+                  to_state=US.rejected, label=unit_label(), reason=reason,
+                  values={"reviewed_at": now(), "review_reason": reason}, commit=False)
+    return _notify_and_commit(result, US.rejected)
 
 
 def submitted_person_count(registration_id: int) -> int:
