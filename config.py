@@ -98,6 +98,8 @@ class Config:
     MAIL_DEFAULT_SENDER = _env("MAIL_DEFAULT_SENDER", "noreply@ciie.local")
     # With no SMTP server (the embedded default) e-mails are written to the log instead.
     MAIL_BACKEND = _env("MAIL_BACKEND", "log")
+    # Flask-Mail would drop mail when TESTING; the tests talk to a real SMTP server instead.
+    MAIL_SUPPRESS_SEND = False
     SMS_BACKEND = _env("SMS_BACKEND", "log")
 
     # Personal information

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask
 from flask_appbuilder import AppBuilder
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -54,6 +55,12 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
         from app.api import register_apis
 
         register_apis(appbuilder)
+        # FAB rate-limits only the web login; the API's token login gets the same treatment.
+        security_api = next(v for v in appbuilder.baseviews
+                            if isinstance(v, appbuilder.sm.security_api))
+        appbuilder.sm.limiter.limit(app.config["API_LOGIN_RATE_LIMIT"], methods=["POST"])(
+            security_api.blueprint)
+        app.config["APP_NAME"] = _l("CIIE Professional Visitors")
 
     from app.cli import register_cli
     from app.errors import register_error_handlers

@@ -1,7 +1,8 @@
 """Error pages and JSON errors in the user's language; a refused workflow move is a 4xx."""
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request
+from flask_login import current_user
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -36,6 +37,9 @@ def error_response(status: int, message: str):
     from flask import current_app
 
     appbuilder = current_app.appbuilder
+    if "user" not in g:
+        # CSRF and rate-limit errors come before FAB's before_request sets the user.
+        g.user = current_user
     return render_template("ciie/error.html", status=status, message=message,
                            appbuilder=appbuilder, base_template=appbuilder.base_template), status
 

@@ -6,40 +6,56 @@ commit, so a job never sees uncommitted state; jobs re-read what they need.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from flask import Flask
+from flask import Flask, current_app
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _AppQueue:
+    redis: Any = None
+    queue: Any = None
+
+
 class JobQueue:
-    def __init__(self) -> None:
-        self.redis = None
-        self.queue = None
+    """One extension object; each app keeps its own connection (tests run several apps)."""
 
     def init_app(self, app: Flask) -> None:
+        state = _AppQueue()
         url = app.config.get("REDIS_URL")
         if url:
             from redis import Redis
             from rq import Queue
 
-            self.redis = Redis.from_url(url)
-            self.queue = Queue(app.config["RQ_QUEUE"], connection=self.redis)
-        else:
-            self.redis = None
-            self.queue = None
-        app.extensions["ciie_queue"] = self
+            state.redis = Redis.from_url(url)
+            state.queue = Queue(app.config["RQ_QUEUE"], connection=state.redis)
+        app.extensions["ciie_queue"] = state
+
+    @property
+    def _state(self) -> _AppQueue:
+        return current_app.extensions["ciie_queue"]
+
+    @property
+    def redis(self):
+        return self._state.redis
+
+    @property
+    def queue(self):
+        return self._state.queue
 
     @property
     def inline(self) -> bool:
-        return self.queue is None
+        return self._state.queue is None
 
     def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None,
                 **kwargs: Any) -> str | None:
         """Run `func(*args, **kwargs)` in a worker (or now, inline). Returns the rq job id."""
-        if self.queue is None:
+        queue = self._state.queue
+        if queue is None:
+            kwargs.pop("retry", None)
             func(*args, **kwargs)
             return None
-        job = self.queue.enqueue(func, *args, job_id=job_id, **kwargs)
-        return job.id
+        return queue.enqueue(func, *args, job_id=job_id, **kwargs).id

@@ -10,9 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
-from flask import g, has_request_context
+from flask import flash, g, has_request_context, redirect, request
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.security.decorators import no_cache
+from flask_appbuilder.security.forms import LoginForm_db
 from flask_appbuilder.security.sqla.manager import SecurityManager
-from flask_appbuilder.security.views import UserDBModelView
+from flask_appbuilder.security.views import AuthDBView, UserDBModelView
+from flask_appbuilder.utils.base import get_safe_redirect
+from flask_login import login_user
 
 from app import models as m
 
@@ -488,9 +493,32 @@ class CiieUserDBModelView(UserDBModelView):
                     "unit", "delegation", "organiser"]
 
 
+class CiieAuthDBView(AuthDBView):
+    """FAB's login, answering a wrong login with 401 and the form (not a redirect)."""
+
+    @expose("/login/", methods=["GET", "POST"])
+    @no_cache
+    def login(self):
+        if g.user is not None and g.user.is_authenticated:
+            return redirect(self._get_safe_next_url())
+        form = LoginForm_db()
+        status = 200
+        if form.validate_on_submit():
+            next_url = get_safe_redirect(request.args.get("next", ""))
+            user = self.appbuilder.sm.auth_user_db(form.username.data, form.password.data)
+            if user:
+                login_user(user, remember=False)
+                return redirect(next_url)
+            flash(str(self.invalid_login_message), "warning")
+            status = 401
+        return self.render_template(self.login_template, title=self.title, form=form,
+                                    appbuilder=self.appbuilder), status
+
+
 class CiieSecurityManager(SecurityManager):
     user_model = m.User
     userdbmodelview = CiieUserDBModelView
+    authdbview = CiieAuthDBView
 
     def on_user_login(self, user: Any) -> None:
         from app.workflow.audit import record

@@ -1,0 +1,92 @@
+"""Background jobs: on real Redis with a real rq worker and a real SMTP server on loopback;
+inline (no Redis) in the embedded default. Jobs are safe to run twice."""
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from app import create_app
+from app import models as m
+from app.extensions import db
+from tests.conftest import Client, base_config, free_port, run_worker
+
+NS = m.NotificationStatus
+
+
+@pytest.fixture
+def redis_app(database_url, smtp_server, redis_url):
+    return create_app("test", **{**base_config(database_url, smtp_server.port),
+                                 "REDIS_URL": redis_url})
+
+
+def notifications() -> list[m.Notification]:
+    db.session.expire_all()
+    return list(db.session.scalars(sa.select(m.Notification).order_by(m.Notification.id)))
+
+
+def test_decision_e_mail_goes_through_redis_and_a_real_worker(redis_app, world, worker_env,
+                                                              smtp_server):
+    xuhui = world.registration("徐汇贸易")
+    client = Client(redis_app, "sh-delegation")
+    response = client.action("/delegation/units", "return_units", [xuhui.id],
+                             reason="请补充营业执照。")
+    assert response.status_code == 302
+    [queued] = notifications()
+    assert queued.status is NS.queued and smtp_server.messages == []
+
+    result = run_worker(worker_env)
+    assert result.returncode == 0, result.stderr
+    [sent] = notifications()
+    assert sent.status is NS.sent and sent.attempts == 1
+    [message] = smtp_server.wait_for(1)
+    assert message["To"] == xuhui.contact_email
+    assert message["Subject"] == "您的进博会报名已被退回修改"
+    assert "请补充营业执照。" in message.get_content()
+
+    # Running the job again (a redelivery) sends nothing more.
+    from app.extensions import queue
+    from app.jobs import send_notification
+
+    with redis_app.app_context():
+        queue.enqueue(send_notification, sent.id)
+    assert run_worker(worker_env).returncode == 0
+    assert len(smtp_server.messages) == 1
+    assert notifications()[0].attempts == 1
+
+
+def test_a_failed_send_is_recorded_and_left_for_retry(redis_app, world, worker_env,
+                                                      smtp_server):
+    xuhui = world.registration("徐汇贸易")
+    Client(redis_app, "sh-delegation").action("/delegation/units", "reject_units", [xuhui.id],
+                                              reason="不符合条件")
+    broken = dict(worker_env, MAIL_PORT=str(free_port()))  # nothing listens there
+    assert run_worker(broken).returncode == 0
+    [failed] = notifications()
+    assert failed.status is NS.failed and failed.attempts == 1 and failed.last_error
+    assert smtp_server.messages == []
+
+
+def test_without_redis_jobs_run_inline(app, world, smtp_server):
+    xuhui = world.registration("徐汇贸易")
+    Client(app, "sh-delegation").action("/delegation/units", "approve_units", [xuhui.id])
+    [sent] = notifications()
+    assert sent.status is NS.sent
+    [message] = smtp_server.wait_for(1)
+    assert "T05000002" in message.get_content()
+
+
+def test_notices_are_never_doubled(app, world, smtp_server):
+    from app.workflow.notices import create_notices, unit_decision_notices
+
+    xuhui = world.registration("徐汇贸易")
+    Client(app, "sh-delegation").action("/delegation/units", "approve_units", [xuhui.id])
+    again = create_notices(unit_decision_notices([xuhui.id], m.UnitStatus.approved))
+    db.session.commit()
+    assert again == [] and len(notifications()) == 1
+
+
+def test_worker_needs_redis(worker_env):
+    env = dict(worker_env)
+    env.pop("REDIS_URL")
+    result = run_worker(env)
+    assert result.returncode != 0 and "REDIS_URL" in result.stderr
