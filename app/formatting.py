@@ -40,6 +40,23 @@ def fmt_enum(value: Any) -> str:
     return str(value.label) if hasattr(value, "label") else ("" if value is None else str(value))
 
 
+def fmt_value(value: Any) -> str:
+    """Any value as the reader should see it: labels, Yes/No, Beijing time, lists joined."""
+    if value is None:
+        return ""
+    if hasattr(value, "label"):
+        return str(value.label)
+    if isinstance(value, bool):
+        return fmt_bool(value)
+    if isinstance(value, datetime):
+        return fmt_datetime(value)
+    if isinstance(value, date):
+        return fmt_date(value)
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(fmt_value(v) for v in value)
+    return str(value)
+
+
 def mask_id_number(number: str | None) -> str:
     """Keep the first four and last four characters: 310101199001011234 -> 3101**********1234."""
     if not number:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import reduce
 from datetime import date, datetime
 from typing import Any, Callable, Iterable
 
@@ -31,7 +32,7 @@ from sqlalchemy.orm import joinedload
 
 from app import models as m
 from app.extensions import db
-from app.formatting import fmt_bool, fmt_date, fmt_datetime, fmt_enum, fmt_money
+from app.formatting import fmt_money, fmt_value
 from app.security import current_actor, get_scoped, scoped, write_scope
 from app.views.labels import COLUMN_LABELS
 from app.workflow import BatchResult, WorkflowError
@@ -71,6 +72,15 @@ class ScopedInterface(SQLAInterface):
 
     def get_related_obj(self, col_name: str, value: Any) -> Any:
         return get_scoped(self.get_related_model(col_name), value)
+
+    @staticmethod
+    def _get_attr_value(item: Any, col: str) -> Any:
+        """The raw value (FAB turns enums into their codes; our formatters show labels)."""
+        try:
+            value = reduce(getattr, col.split("."), item)
+        except AttributeError:
+            return ""
+        return value() if callable(value) and not isinstance(value, m.LabelledEnum) else value
 
     def eager_load_dotted(self, columns: Iterable[str]) -> None:
         """Join the many-to-one relations that dotted list columns read: no query per row."""
@@ -173,25 +183,11 @@ class ScopedModelView(ModelView):
         return self.audit_name or self.datamodel.obj.__tablename__
 
     def _add_default_formatters(self) -> None:
-        model = self.datamodel.obj
+        """Every shown column gets a formatter: money in yuan, labels for enums, Beijing time."""
         for column in set(self.list_columns) | set(self.show_columns):
-            if column in self.formatters_columns:
-                continue
-            attr = getattr(model, column, None) if "." not in column else None
-            col = getattr(attr, "property", None)
-            col_type = getattr(col, "columns", [None])[0].type if hasattr(col, "columns") else None
-            if col_type is None:
-                continue
-            if isinstance(col_type, sa.Enum):
-                self.formatters_columns[column] = fmt_enum
-            elif isinstance(col_type, m.AwareDateTime):
-                self.formatters_columns[column] = fmt_datetime
-            elif isinstance(col_type, sa.Boolean):
-                self.formatters_columns[column] = fmt_bool
-            elif isinstance(col_type, sa.Date):
-                self.formatters_columns[column] = fmt_date
-            elif column.endswith("_fen"):
-                self.formatters_columns[column] = fmt_money
+            if column not in self.formatters_columns:
+                self.formatters_columns[column] = (
+                    fmt_money if column.endswith("_fen") else fmt_value)
 
     # ---- reads and writes of one record -------------------------------------------------
 
