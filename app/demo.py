@@ -22,7 +22,8 @@ def make_uscc(body17: str) -> str:
 
 
 def make_ric(body17: str) -> str:
-    return body17 + ric.calc_check_digit(body17)
+    # stdnum's calc_check_digit takes the number with a (placeholder) check digit.
+    return body17 + ric.calc_check_digit(body17 + "0")
 
 
 def _edition(number: int, year: int, current: bool, fee_fen: int) -> m.Edition:

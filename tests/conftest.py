@@ -273,8 +273,11 @@ def run_worker(env: dict) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def live_server(app):
     """The app served over HTTP on loopback (for the browser)."""
+    import logging
+
     from werkzeug.serving import make_server
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
