@@ -112,15 +112,15 @@ def load_demo() -> list[tuple[str, str]]:
 
     US = m.UnitStatus
     unit_a, reg_a = unit("上海浦东医疗器械有限公司", "Shanghai Pudong Medical Devices Co.",
-                         "91310115MA1K4AB3", shanghai, pudong, US.approved)
+                         "91310115MA1K4AB30", shanghai, pudong, US.approved)
     unit_b, reg_b = unit("上海徐汇贸易有限公司", "Shanghai Xuhui Trading Co.",
-                         "91310104MA1FR0C1", shanghai, xuhui, US.submitted)
+                         "91310104MA1FR0C12", shanghai, xuhui, US.submitted)
     unit_c, reg_c = unit("上海生物制药股份有限公司", "Shanghai Biopharma Co.",
-                         "91310000MA1FL1D2", medical, None, US.submitted)
+                         "91310000MA1FL1D23", medical, None, US.submitted)
     unit_d, reg_d = unit("中国示范能源集团有限公司", "China Demo Energy Group",
-                         "91110000100001E3", soe, None, US.draft)
+                         "91110000100001E34", soe, None, US.draft)
     unit_e, reg_e = unit("浙江杭州进出口有限公司", "Hangzhou Import & Export Co.",
-                         "91330100MA27F4F5", zhejiang, None, US.returned,
+                         "91330100MA27F4F56", zhejiang, None, US.returned,
                          reason="请补充单位资质证明。")
     unit_f, reg_f = unit("Global Sourcing Ltd.", "Global Sourcing Ltd.", None, None, None,
                          US.draft, category=m.UnitCategory.enterprise,
@@ -138,11 +138,11 @@ def load_demo() -> list[tuple[str, str]]:
     days = fifth.days
     people = [
         # unit, name, gender, birth body, status, tag
-        (unit_a, reg_a, "王伟", m.Gender.male, "31011519800101001", PS.awaiting_payment,
+        (unit_a, reg_a, "王伟", m.Gender.male, "31010419800101001", PS.awaiting_payment,
          m.Tag.visitor),
-        (unit_a, reg_a, "李娜", m.Gender.female, "31011519850202002", PS.awaiting_payment,
+        (unit_a, reg_a, "李娜", m.Gender.female, "31010419850202002", PS.awaiting_payment,
          m.Tag.visitor),
-        (unit_a, reg_a, "张强", m.Gender.male, "31011519900303003", PS.awaiting_review,
+        (unit_a, reg_a, "张强", m.Gender.male, "31010419900303003", PS.awaiting_review,
          m.Tag.staff),
         (unit_a, reg_a, "刘洋", m.Gender.male, "31011519920404004", PS.draft, None),
         (unit_a, reg_a, "陈静", m.Gender.female, "31011519930505005", PS.in_order,

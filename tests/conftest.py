@@ -160,9 +160,9 @@ class World:
                                   .where(m.Person.name == name)).one()
 
 
-UNIT_A = "91310115MA1K4AB3U"   # 上海浦东医疗器械 — Shanghai / Pudong, approved
-UNIT_B = "91310104MA1FR0C1H"   # 上海徐汇贸易 — Shanghai / Xuhui, submitted
-UNIT_E = "91330100MA27F4F56"   # 浙江杭州进出口 — Zhejiang, returned
+UNIT_A = "91310115MA1K4AB30U"   # 上海浦东医疗器械 — Shanghai / Pudong, approved
+UNIT_B = "91310104MA1FR0C12P"   # 上海徐汇贸易 — Shanghai / Xuhui, submitted
+UNIT_E = "91330100MA27F4F56Q"   # 浙江杭州进出口 — Zhejiang, returned
 UNIT_F = "OS2022000001"        # Global Sourcing — overseas, draft
 
 

@@ -199,6 +199,10 @@ def test_delegation_person_list_masks_id_and_mobile(login, world):
 def test_revealing_a_full_number_is_logged(login, world):
     wang = world.person("王伟")
     client = login("sh-delegation")
+    show = client.get(f"/delegation/persons/show/{wang.id}").data.decode()
+    assert f"/delegation/persons/reveal/{wang.id}" in show and wang.person.id_number not in show
+    assert db.session.scalars(sa.select(m.AuditEvent).where(
+        m.AuditEvent.action == "pii_view")).all() == []
     response = client.post(f"/delegation/persons/reveal/{wang.id}")
     assert response.json["id_number"] == wang.person.id_number
     logged = db.session.scalars(sa.select(m.AuditEvent).where(

@@ -85,6 +85,7 @@ class DelegationPersonView(ScopedModelView):
                     "is_reuse"]
     search_columns = ["status", "tag", "is_reuse"]
     base_permissions = ["can_list", "can_show", "can_reveal"]
+    show_template = "ciie/person_show.html"
     formatters_columns = {"person.id_number": MASKED["person.id_number"],
                           "person.mobile": MASKED["person.mobile"],
                           "entry_days": fmt_entry_days}
