@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from flask import Flask, g, jsonify, render_template, request
-from flask_login import current_user
 from flask_babel import gettext as _
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 

@@ -5,7 +5,6 @@ import runpy
 import sys
 
 from babel.messages.pofile import read_po, write_po
-
 from i18n import po_path
 
 lang, source = sys.argv[1], sys.argv[2]

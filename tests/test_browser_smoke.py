@@ -33,7 +33,8 @@ def log_in(page, username: str) -> None:
 
 
 def menu_texts(page) -> list[str]:
-    return [t.strip() for t in page.locator(".navbar-nav > li > a.dropdown-toggle").all_inner_texts()]
+    toggles = page.locator(".navbar-nav > li > a.dropdown-toggle")
+    return [t.strip() for t in toggles.all_inner_texts()]
 
 
 @pytest.mark.parametrize("username", list(MENUS))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import reduce
 from datetime import date, datetime
+from functools import reduce
 from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
@@ -120,6 +120,22 @@ def batch_action(name: str, text: Any, confirmation: Any = None, icon: str | Non
                  multiple: bool = True, single: bool = True) -> Callable:
     """Declare an action that receives a Selection and returns a BatchResult."""
     return fab_action(name, text, confirmation, icon, multiple, single)
+
+
+def attempt(call: Callable[[], Any], success: str | None = None) -> bool:
+    """Run one workflow call for a form or button: on refusal roll back and flash the reason
+    (a 404 refusal aborts with 404); on success flash `success`."""
+    try:
+        call()
+    except WorkflowError as exc:
+        db.session.rollback()
+        if exc.status_code == 404:
+            abort(404)
+        flash(str(exc.message), "danger")
+        return False
+    if success:
+        flash(success, "success")
+    return True
 
 
 def flash_batch_result(result: BatchResult, limit: int = 20) -> None:

@@ -10,8 +10,7 @@ from flask_babel import lazy_gettext as _l
 from app import models as m
 from app.extensions import db
 from app.security import current_actor, get_scoped
-from app.views.base import (ScopedInterface, ScopedModelView, Selection, batch_action,
-                            download_link)
+from app.views.base import ScopedInterface, ScopedModelView, Selection, batch_action, download_link
 from app.views.labels import MASKED, fmt_entry_days
 from app.views.unit import current_edition_id
 from app.workflow import units

@@ -11,8 +11,19 @@ from flask_babel import lazy_gettext as _l
 
 from app import models as m
 from app.extensions import db
-from app.security import (ADMIN, DELEGATION, FINANCE, ORGANISER, PERSON, REVIEWER,
-                          SUB_DELEGATION, UNIT, Actor, current_actor, scoped)
+from app.security import (
+    ADMIN,
+    DELEGATION,
+    FINANCE,
+    ORGANISER,
+    PERSON,
+    REVIEWER,
+    SUB_DELEGATION,
+    UNIT,
+    Actor,
+    current_actor,
+    scoped,
+)
 from app.workflow.editions import current_edition
 from app.workflow.errors import WorkflowError
 

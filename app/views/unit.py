@@ -10,19 +10,22 @@ from flask_appbuilder.models.sqla.filters import FilterEqualFunction
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from wtforms import (BooleanField, FileField, SelectField, SelectMultipleField, StringField,
-                     widgets)
+from wtforms import BooleanField, FileField, SelectField, SelectMultipleField, StringField, widgets
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from app import models as m
-from app.extensions import db
 from app.security import current_actor, get_scoped, write_scope
-from app.views.base import (ScopedInterface, ScopedModelView, Selection, batch_action,
-                            download_link)
+from app.views.base import (
+    ScopedInterface,
+    ScopedModelView,
+    Selection,
+    attempt,
+    batch_action,
+    download_link,
+)
 from app.views.labels import fmt_entry_days
 from app.workflow import addresses, documents, persons
 from app.workflow.editions import current_edition
-from app.workflow.errors import WorkflowError
 
 
 def current_edition_id() -> int:
@@ -95,15 +98,9 @@ class UnitPersonView(ScopedModelView):
     @has_access
     def add(self):
         form = person_form_with_days(self.add_form.refresh())
-        if request.method == "POST" and form.validate():
-            try:
-                persons.save_person(current_actor(), person_data(form))
-            except WorkflowError as exc:
-                db.session.rollback()
-                flash(str(exc.message), "danger")
-            else:
-                flash(_("Saved."), "success")
-                return redirect(self.get_redirect())
+        if request.method == "POST" and form.validate() and attempt(
+                lambda: persons.save_person(current_actor(), person_data(form)), _("Saved.")):
+            return redirect(self.get_redirect())
         return self.render_template(self.add_template, title=self.add_title,
                                     widgets=self._get_add_widget(form=form))
 
@@ -117,15 +114,9 @@ class UnitPersonView(ScopedModelView):
             abort(404)
         if request.method == "POST":
             form = person_form_with_days(self.edit_form.refresh(request.form))
-            if form.validate():
-                try:
-                    persons.save_person(actor, person_data(form), registration.id)
-                except WorkflowError as exc:
-                    db.session.rollback()
-                    flash(str(exc.message), "danger")
-                else:
-                    flash(_("Saved."), "success")
-                    return redirect(self.get_redirect())
+            if form.validate() and attempt(lambda: persons.save_person(
+                    actor, person_data(form), registration.id), _("Saved.")):
+                return redirect(self.get_redirect())
         else:
             person = registration.person
             form = person_form_with_days(self.edit_form.refresh(obj=person))
@@ -136,15 +127,7 @@ class UnitPersonView(ScopedModelView):
                                     widgets=self._get_edit_widget(form=form))
 
     def _delete(self, pk):
-        try:
-            persons.delete_draft(current_actor(), pk)
-        except WorkflowError as exc:
-            db.session.rollback()
-            if exc.status_code == 404:
-                abort(404)
-            flash(str(exc.message), "danger")
-            return
-        flash(_("Deleted."), "success")
+        attempt(lambda: persons.delete_draft(current_actor(), pk), _("Deleted."))
 
     @batch_action("submit_persons", _l("Submit"),
                   _l("Submitted persons go to the delegation and can no longer be changed."),
@@ -194,16 +177,10 @@ class AddressView(ScopedModelView):
 
     def _add(self):
         form = self.add_form.refresh()
-        if request.method == "POST" and form.validate():
-            try:
-                addresses.add_address(current_actor(), self._form_data(form),
-                                      make_default=form.is_default.data)
-            except WorkflowError as exc:
-                db.session.rollback()
-                flash(str(exc.message), "danger")
-            else:
-                flash(_("Saved."), "success")
-                return None
+        if request.method == "POST" and form.validate() and attempt(
+                lambda: addresses.add_address(current_actor(), self._form_data(form),
+                                              make_default=form.is_default.data), _("Saved.")):
+            return None
         return self._get_add_widget(form=form)
 
     def _edit(self, pk):
@@ -213,31 +190,16 @@ class AddressView(ScopedModelView):
             abort(404)
         if request.method == "POST":
             form = self.edit_form.refresh(request.form)
-            if form.validate():
-                try:
-                    addresses.update_address(actor, address.id, self._form_data(form))
-                    if form.is_default.data and not address.is_default:
-                        addresses.set_default_address(actor, address.id)
-                except WorkflowError as exc:
-                    db.session.rollback()
-                    flash(str(exc.message), "danger")
-                else:
-                    flash(_("Saved."), "success")
-                    return None
+            if form.validate() and attempt(lambda: addresses.update_address(
+                    actor, address.id, self._form_data(form),
+                    make_default=form.is_default.data), _("Saved.")):
+                return None
         else:
             form = self.edit_form.refresh(obj=address)
         return self._get_edit_widget(form=form)
 
     def _delete(self, pk):
-        try:
-            addresses.delete_address(current_actor(), pk)
-        except WorkflowError as exc:
-            db.session.rollback()
-            if exc.status_code == 404:
-                abort(404)
-            flash(str(exc.message), "danger")
-            return
-        flash(_("Deleted."), "success")
+        attempt(lambda: addresses.delete_address(current_actor(), pk), _("Deleted."))
 
     @batch_action("set_default", _l("Make default"), None, "fa-star", multiple=False)
     def set_default(self, selection: Selection):
@@ -270,30 +232,17 @@ class UnitDocumentView(ScopedModelView):
 
     def _add(self):
         form = self.add_form.refresh()
-        if request.method == "POST" and form.validate():
-            try:
-                documents.add_document(current_actor(), request.files.get("file"))
-            except WorkflowError as exc:
-                db.session.rollback()
-                flash(str(exc.message), "danger")
-            else:
-                flash(_("Uploaded."), "success")
-                return None
+        if request.method == "POST" and form.validate() and attempt(
+                lambda: documents.add_document(current_actor(), request.files.get("file")),
+                _("Uploaded.")):
+            return None
         return self._get_add_widget(form=form)
 
     def _edit(self, pk):
         abort(404)
 
     def _delete(self, pk):
-        try:
-            documents.delete_document(current_actor(), pk)
-        except WorkflowError as exc:
-            db.session.rollback()
-            if exc.status_code == 404:
-                abort(404)
-            flash(str(exc.message), "danger")
-            return
-        flash(_("Deleted."), "success")
+        attempt(lambda: documents.delete_document(current_actor(), pk), _("Deleted."))
 
 
 class UnitOrderView(ScopedModelView):

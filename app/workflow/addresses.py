@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app import models as m
 from app.extensions import db
-from app.security import Actor, WRITE, get_scoped
+from app.security import WRITE, Actor, get_scoped
 from app.workflow.audit import record
 from app.workflow.errors import WorkflowError
 
@@ -59,11 +59,15 @@ def _make_default(unit_id: int, address: m.Address) -> None:
                        .values(is_default=True))
 
 
-def update_address(actor: Actor, address_id: int, data: dict[str, Any]) -> m.Address:
+def update_address(actor: Actor, address_id: int, data: dict[str, Any],
+                   make_default: bool = False) -> m.Address:
     address = _own(actor, address_id)
     for key in FIELDS:
         if key in data:
             setattr(address, key, data[key])
+    if make_default and not address.is_default:
+        db.session.flush()
+        _make_default(address.unit_id, address)
     record(actor, "address", address.id, "update")
     db.session.commit()
     return address

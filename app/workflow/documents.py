@@ -7,7 +7,7 @@ from flask_babel import lazy_gettext as _l
 from app import models as m
 from app import storage
 from app.extensions import db
-from app.security import Actor, WRITE, get_scoped
+from app.security import WRITE, Actor, get_scoped
 from app.workflow.audit import record
 from app.workflow.editions import current_edition
 from app.workflow.errors import WorkflowError

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from app import models as m
 from app.clock import now
 from app.extensions import db
-from app.security import Actor, WRITE, get_scoped, scoped
+from app.security import WRITE, Actor, get_scoped
 from app.validation import ValidationFailed, normalise_id_number, normalise_mobile
 from app.workflow.audit import record
 from app.workflow.editions import current_edition, require_delegation_window

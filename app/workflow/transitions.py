@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
-from app.security import Actor, WRITE, scoped
+from app.security import WRITE, Actor, scoped
 from app.workflow.audit import record_many
 from app.workflow.errors import BatchResult
 

@@ -15,7 +15,7 @@ from app.workflow.editions import current_edition, require_delegation_window
 from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.notices import create_notices, enqueue_sends, unit_decision_notices
 from app.workflow.numbers import reserve
-from app.workflow.transitions import (as_id_select, guarded_update, move, select_movable)
+from app.workflow.transitions import as_id_select, guarded_update, move, select_movable
 
 US = m.UnitStatus
 PS = m.PersonStatus
@@ -61,7 +61,8 @@ def approve_units(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
     if movable:
         ordered = sorted(movable)
         numbers = reserve(f"unit_number:{edition.id}", len(ordered))
-        assigned = {rid: f"T{edition.number:02d}{n:06d}" for rid, n in zip(ordered, numbers)}
+        assigned = {rid: f"T{edition.number:02d}{n:06d}"
+                    for rid, n in zip(ordered, numbers, strict=True)}
         updated = db.session.scalars(
             guarded_update(actor, UR, id_select, from_states)
             .where(UR.id.in_(ordered))
