@@ -656,6 +656,10 @@ class UnitRegistration(TimestampMixin, Model):
         sa.ForeignKey("unit_registration.id")
     )
     is_returning: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
+    # Registered afresh after failing every returning-unit check: earlier editions stay hidden
+    # from the unit (its earlier badge-fee orders show again once the delegation approves it).
+    history_hidden: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False,
+                                                 server_default=sa.false())
     contact_name: Mapped[Optional[str]] = mapped_column(sa.String(100))
     contact_title: Mapped[Optional[str]] = mapped_column(sa.String(100))
     contact_mobile: Mapped[Optional[str]] = mapped_column(sa.String(32))
@@ -764,6 +768,7 @@ class Person(TimestampMixin, Model):
     email: Mapped[Optional[str]] = mapped_column(sa.String(254))
     job_title: Mapped[Optional[str]] = mapped_column(sa.String(100))
     photo_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
+    thumb_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
 
     unit: Mapped[Unit] = relationship()
 
