@@ -101,6 +101,8 @@ class Config:
     # Flask-Mail would drop mail when TESTING; the tests talk to a real SMTP server instead.
     MAIL_SUPPRESS_SEND = False
     SMS_BACKEND = _env("SMS_BACKEND", "log")
+    # The SMS sandbox appends each message here as a JSON line (the provider is out of reach).
+    SMS_OUTBOX = _env("SMS_OUTBOX", os.path.join(INSTANCE_DIR, "sms-outbox.jsonl"))
 
     # Personal information
     PII_FULL_ROLES = ("reviewer",)  # besides the person's own unit
@@ -157,9 +159,13 @@ CIIE_ROLES = {
         (r"^UnitDocuments$", r"^can_(list|show|add|delete|download)$"),
         (r"^UnitAddresses$", r"^(can_(list|show|add|edit|delete)|set_default)$"),
         (r"^UnitOrders$", r"^can_(list|show)$"),
+        (r"^UnitInfo$", r"^can_edit$"),
+        (r"^UnitPreview$", r"^can_(show|submit)$"),
+        (r"^UnitCarryForward$", r"^can_carry_forward$"),
+        (r"^PersonFiles$", r"^can_photo$"),
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
-        (r"^(Registration|Unit persons|Unit documents|Addresses|Unit orders)$",
-         r"^menu_access$"),
+        (r"^(Registration|Unit information|Unit persons|Earlier persons|Unit documents|"
+         r"Addresses|Preview and submit|Unit orders)$", r"^menu_access$"),
     ],
     "person": _SELF_SERVICE + [
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
@@ -168,6 +174,7 @@ CIIE_ROLES = {
         (r"^DelegationUnits$", r"^(can_(list|show)|approve_units|return_units|reject_units)$"),
         (r"^DelegationPersons$", r"^can_(list|show|reveal)$"),
         (r"^DelegationDocuments$", r"^can_(list|show|download)$"),
+        (r"^PersonFiles$", r"^can_photo$"),
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
         (r"^(Delegation|Delegation units|Delegation persons)$", r"^menu_access$"),
     ],
@@ -178,6 +185,7 @@ CIIE_ROLES = {
     ],
     "reviewer": _SELF_SERVICE + [
         (r"^ReviewQueue$", r"^can_(list|show)$"),
+        (r"^PersonFiles$", r"^can_photo$"),
         (r"^PersonRegistrationApi$", _READ_API),
         (r"^(Security review|Review queue)$", r"^menu_access$"),
     ],

@@ -2,6 +2,7 @@
 states and one login per role. Safe to run twice: it does nothing if the demo is loaded."""
 from __future__ import annotations
 
+import secrets
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
@@ -183,6 +184,7 @@ def load_demo() -> list[tuple[str, str]]:
     db.session.add(m.OrderItem(order=order, person_registration=registrations[4],
                                amount_fen=fifth.badge_fee_fen, active=True))
     db.session.add(m.Counter(name="order", value=1))
+    db.session.add(m.Counter(name="overseas_login", value=1))
 
     starts = datetime(2022, 11, 6, 14, 0, tzinfo=SHANGHAI)
     db.session.add(m.Event(
@@ -191,6 +193,8 @@ def load_demo() -> list[tuple[str, str]]:
         description_en="Buyers meet exhibitors.", starts_at=starts,
         ends_at=starts + timedelta(hours=2), place="国家会展中心 4.1馆 会议室A", capacity=50,
         seats_taken=0, open_to_visitors=True, status=m.EventStatus.published))
+
+    unit_g = _history(fourth, unit_a, reg_a, shanghai, pudong, zones)
 
     _user("admin", "admin", "系统", "管理员")
     _user(unit_a.login, "unit", "浦东医疗", "单位", unit_id=unit_a.id)
@@ -204,10 +208,60 @@ def load_demo() -> list[tuple[str, str]]:
     _user("finance", "finance", "财务", "专员")
     _user("reviewer", "reviewer", "背审", "专员")
     _user("organiser", "organiser", "活动", "主办方", organiser_id=organiser.id)
+    _user(unit_g.login, "unit", "进口食品", "单位", unit_id=unit_g.id)
     person_user = _user("person-demo", "person", "刘", "洋")
     registrations[3].person.user_id = person_user.id
     db.session.commit()
     return _logins()
+
+
+def _history(fourth: m.Edition, unit_a: m.Unit, reg_a: m.UnitRegistration,
+             shanghai: m.Delegation, pudong: m.Delegation, zones: list[m.Zone]) -> m.Unit:
+    """The 4th edition (2021): unit A took part (and came back, verified, for the 5th), and a
+    food importer that has not registered for the 5th yet: the returning-unit demo. Persons
+    who passed review hold 4th-edition badges that may be reused."""
+    reg_a4 = m.UnitRegistration(
+        edition=fourth, unit=unit_a, status=m.UnitStatus.approved, unit_number="T04000001",
+        delegation=shanghai, sub_delegation=pudong, contact_name="张经理",
+        contact_mobile="+8613800138000", contact_email=unit_a.email,
+        purchase_intentions="进口医疗设备", reason="采购洽谈", submitted_at=now())
+    reg_a4.zones = zones[:1]
+    code = make_uscc("91310115MA1H7G8K3")
+    unit_g = m.Unit(login=code, uscc=code, name="上海进口食品有限公司",
+                    name_en="Shanghai Imported Foods Co.", region=m.Region.domestic,
+                    category=m.UnitCategory.enterprise, mobile="+8613900139000",
+                    email="foods@demo.ciie.local", language="zh")
+    reg_g4 = m.UnitRegistration(
+        edition=fourth, unit=unit_g, status=m.UnitStatus.approved, unit_number="T04000002",
+        delegation=shanghai, sub_delegation=pudong, contact_name="钱经理",
+        contact_mobile="+8613900139000", contact_email=unit_g.email,
+        purchase_intentions="进口食品、葡萄酒", reason="寻找新供应商", submitted_at=now())
+    reg_g4.zones = zones[:1]
+    db.session.add_all([reg_a4, unit_g, reg_g4])
+    db.session.flush()
+    reg_a.is_returning = True
+    reg_a.previous_registration_id = reg_a4.id
+    people = [(unit_a, reg_a4, "黄磊", m.Gender.male, "31010419780808011", m.Tag.staff),
+              (unit_a, reg_a4, "何静", m.Gender.female, "31010419810909012", m.Tag.visitor),
+              (unit_g, reg_g4, "钱峰", m.Gender.male, "31010419750505013", m.Tag.visitor),
+              (unit_g, reg_g4, "孙丽", m.Gender.female, "31010419830303014", m.Tag.vip)]
+    for i, (unit, reg, name, gender, body, tag) in enumerate(people, start=1):
+        number = make_ric(body)
+        person = m.Person(unit=unit, name=name, gender=gender, id_type=m.IdType.mainland_id,
+                          id_number=number, nationality="CN", mobile=f"+86137{i:08d}",
+                          job_title="采购总监")
+        badge = m.Badge(number=f"B04{i:06d}", person=person, edition=fourth, tag=tag,
+                        status=m.BadgeStatus.delivered, active=True,
+                        token_nonce=secrets.token_hex(16), printed_name=name,
+                        printed_unit=unit.name, printed_delegation=reg.sub_delegation.name_zh)
+        db.session.add_all([person, badge])
+        db.session.flush()
+        db.session.add(m.PersonRegistration(
+            edition=fourth, person=person, unit_registration=reg,
+            id_key=id_key(m.IdType.mainland_id, number), status=PS.badge_issued, tag=tag,
+            entry_days=fourth.days_to_mask(fourth.days[:3]), badge_id=badge.id,
+            submitted_at=now(), status_changed_at=now()))
+    return unit_g
 
 
 def _logins() -> list[tuple[str, str]]:

@@ -67,10 +67,20 @@ def mask_id_number(number: str | None) -> str:
 
 
 def mask_mobile(number: str | None) -> str:
-    """Keep the first three and last four digits: 13812345678 -> 138****5678."""
+    """Keep the first three and last four digits: +8613812345678 -> 138****5678."""
     if not number:
         return ""
     digits = number.strip()
+    if digits.startswith("+86"):
+        digits = digits[3:]
     if len(digits) <= 7:
         return "*" * len(digits)
     return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+def mask_email(address: str | None) -> str:
+    """Keep the name's first character and the domain: zhang@example.com -> z****@example.com."""
+    if not address or "@" not in address:
+        return ""
+    name, domain = address.split("@", 1)
+    return f"{name[:1]}****@{domain}"

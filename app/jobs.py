@@ -15,31 +15,58 @@ NS = m.NotificationStatus
 MAX_ATTEMPTS = 5
 
 
+def send_verification_code(notification_id: int, code: str) -> str:
+    """Send a one-time code. The code is only in this job's arguments: the Notification row
+    keeps the redacted text, and the code store keeps only a hash."""
+    from flask_babel import force_locale
+
+    from app.workflow.registration import verification_text
+
+    notification = _claim(notification_id)
+    if notification is None:
+        return "skipped"
+    with force_locale(notification.language):
+        subject, body = verification_text(code)
+    return _deliver(notification, str(subject), str(body))
+
+
 def send_notification(notification_id: int) -> str:
     """Deliver one queued notification. A sent one is never sent again; a failure is recorded
     and re-raised so rq retries it."""
-    from app.gateways.mail import send_email
-    from app.gateways.sms import sms_gateway
+    notification = _claim(notification_id)
+    if notification is None:
+        return "skipped"
+    return _deliver(notification, notification.subject or "", notification.body)
 
-    # Claim the row: only one worker moves it out of 'queued'/'failed' at a time.
+
+def _claim(notification_id: int) -> m.Notification | None:
+    """Lock the row so only one worker sends it; None if it is gone or already sent."""
     notification = db.session.scalars(
         sa.select(m.Notification).where(m.Notification.id == notification_id)
         .with_for_update()
     ).one_or_none()
     if notification is None or notification.status is NS.sent:
         db.session.rollback()
-        return "skipped"
+        return None
+    return notification
+
+
+def _deliver(notification: m.Notification, subject: str, body: str) -> str:
+    """Send through the channel's gateway and record the outcome on the row."""
+    from app.gateways.mail import send_email
+    from app.gateways.sms import sms_gateway
+
     notification.attempts += 1
     try:
         if notification.channel is m.NotificationChannel.sms:
-            sms_gateway().send(notification.recipient, notification.body)
+            sms_gateway().send(notification.recipient, body)
         else:
-            send_email(notification.recipient, notification.subject or "", notification.body)
+            send_email(notification.recipient, subject, body)
     except Exception as exc:  # the provider's error, whatever it is, is kept for the log view
         notification.status = NS.failed
         notification.last_error = str(exc)[:500]
         db.session.commit()
-        log.warning("notification %s failed: %s", notification_id, exc)
+        log.warning("notification %s failed: %s", notification.id, exc)
         if notification.attempts < MAX_ATTEMPTS:
             raise
         return "failed"

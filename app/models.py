@@ -844,6 +844,11 @@ class PersonRegistration(TimestampMixin, Model):
     def entry_dates(self) -> list[date]:
         return self.edition.mask_to_days(self.entry_days)
 
+    @property
+    def photo(self) -> int | None:
+        """The person's id when a photo exists (views turn it into the scoped image URL)."""
+        return self.person_id if self.person is not None and self.person.thumb_key else None
+
     def __repr__(self) -> str:
         return self.person.name if self.person else f"#{self.id}"
 

@@ -51,11 +51,11 @@ class JobQueue:
         return self._state.queue is None
 
     def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None,
-                **kwargs: Any) -> str | None:
-        """Run `func(*args, **kwargs)` in a worker (or now, inline). Returns the rq job id."""
+                **rq_options: Any) -> str | None:
+        """Run `func(*args)` in a worker (or now, inline). Keyword arguments are rq's options
+        (retry, result_ttl…), never the job's. Returns the rq job id."""
         queue = self._state.queue
         if queue is None:
-            kwargs.pop("retry", None)
-            func(*args, **kwargs)
+            func(*args)
             return None
-        return queue.enqueue(func, *args, job_id=job_id, **kwargs).id
+        return queue.enqueue(func, args=args, job_id=job_id, **rq_options).id

@@ -5,6 +5,7 @@ rows through `scoped()`; a model without a rule is visible to admins only (fail 
 """
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -519,6 +520,13 @@ class CiieSecurityManager(SecurityManager):
     user_model = m.User
     userdbmodelview = CiieUserDBModelView
     authdbview = CiieAuthDBView
+
+    def auth_user_db(self, username: str, password: str) -> Any:
+        """Units log in with their credit code: accept it in any case and with spaces."""
+        compact = re.sub(r"[\s-]", "", username or "").upper()
+        if re.fullmatch(r"[0-9A-Z]{18}|OS\d{10}", compact):
+            username = compact
+        return super().auth_user_db(username, password)
 
     def on_user_login(self, user: Any) -> None:
         from app.workflow.audit import record

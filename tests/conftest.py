@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PG_SERVER = os.environ.get("TEST_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DEMO_NOW = datetime.fromisoformat("2022-09-15T10:00:00+08:00")
+SMS_OUTBOX = os.path.join(ROOT, "instance", f"test-sms-{os.getpid()}.jsonl")
 # Tables that hold permissions and roles: kept between tests (created once by `ciie init`).
 KEEP_TABLES = {"ab_permission", "ab_view_menu", "ab_permission_view", "ab_role",
                "ab_permission_view_role", "alembic_version"}
@@ -99,6 +100,7 @@ def base_config(database_url: str, smtp_port: int) -> dict:
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": smtp_port,
         "UPLOAD_FOLDER": os.path.join(ROOT, "instance", f"test-uploads-{os.getpid()}"),
+        "SMS_OUTBOX": SMS_OUTBOX,
     }
 
 
@@ -137,6 +139,14 @@ def clean_database(request):
         db.session.commit()
     if "smtp_server" in request.fixturenames:
         request.getfixturevalue("smtp_server").clear()
+    if os.path.exists(SMS_OUTBOX):
+        os.remove(SMS_OUTBOX)
+    # One-time codes and their counters must not leak from one test into the next.
+    application.extensions.pop("ciie_codes", None)
+    if "redis_url" in request.fixturenames:
+        import redis
+
+        redis.Redis.from_url(request.getfixturevalue("redis_url")).flushdb()
 
 
 @dataclass
@@ -152,12 +162,16 @@ class World:
         return db.session.scalars(sa.select(m.Unit).where(m.Unit.name.contains(name_part))).one()
 
     def registration(self, name_part: str) -> m.UnitRegistration:
-        return db.session.scalars(sa.select(m.UnitRegistration).join(m.Unit)
-                                  .where(m.Unit.name.contains(name_part))).one()
+        """The unit's registration for the current edition."""
+        return db.session.scalars(
+            sa.select(m.UnitRegistration).join(m.Unit).join(m.Edition)
+            .where(m.Unit.name.contains(name_part), m.Edition.is_current)).one()
 
     def person(self, name: str) -> m.PersonRegistration:
-        return db.session.scalars(sa.select(m.PersonRegistration).join(m.Person)
-                                  .where(m.Person.name == name)).one()
+        """The person's registration for the latest edition it registered for."""
+        return db.session.scalars(
+            sa.select(m.PersonRegistration).join(m.Person).join(m.Edition)
+            .where(m.Person.name == name).order_by(m.Edition.number.desc()).limit(1)).one()
 
 
 UNIT_A = "91310115MA1K4AB30U"   # 上海浦东医疗器械 — Shanghai / Pudong, approved
@@ -259,7 +273,7 @@ def worker_env(database_url, smtp_server, redis_url):
     env.update({
         "CIIE_CONFIG": "test", "DATABASE_URL": database_url, "REDIS_URL": redis_url,
         "MAIL_BACKEND": "smtp", "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(smtp_server.port),
-        "FLASK_APP": "run.py", "PYTHONPATH": ROOT,
+        "FLASK_APP": "run.py", "PYTHONPATH": ROOT, "SMS_OUTBOX": SMS_OUTBOX,
     })
     return env
 
@@ -305,3 +319,13 @@ def page(browser, live_server, world):
     pg = context.new_page()
     yield pg
     context.close()
+
+
+def sms_messages() -> list[dict]:
+    """What the SMS sandbox 'sent' during this test."""
+    import json
+
+    if not os.path.exists(SMS_OUTBOX):
+        return []
+    with open(SMS_OUTBOX, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

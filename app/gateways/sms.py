@@ -17,14 +17,14 @@ class SmsError(Exception):
 
 
 class LogSmsGateway:
-    """Sandbox: 'sends' by logging and appending to instance/sms-outbox.jsonl."""
+    """Sandbox: 'sends' by logging and appending to the SMS_OUTBOX file."""
 
     def send(self, mobile: str, text: str) -> str:
         if not mobile:
             raise SmsError("no mobile number")
         log.info("SMS to %s: %s", mobile, text)
-        path = os.path.join(current_app.instance_path, "sms-outbox.jsonl")
-        os.makedirs(current_app.instance_path, exist_ok=True)
+        path = current_app.config["SMS_OUTBOX"]
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"to": mobile, "text": text,
                                  "at": datetime.now(timezone.utc).isoformat()},

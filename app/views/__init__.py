@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _l
 
-from app.views import admin, delegation, events, finance, review, unit
+from app.views import admin, delegation, events, finance, journey, registration, review, unit
 
 
 def register_views(appbuilder: AppBuilder) -> None:
@@ -12,13 +12,24 @@ def register_views(appbuilder: AppBuilder) -> None:
         appbuilder.add_view(view, name, label=label, icon=icon, category=category,
                             category_label=category_label, category_icon=category_icon)
 
-    registration = ("Registration", _l("Registration"), "fa-id-card")
-    add(unit.UnitPersonView, "Unit persons", _l("Persons"), "fa-users", *registration)
+    public = appbuilder.add_view_no_menu(registration.RegistrationView)
+    # The public forms answer anyone: limit how fast one address can post them.
+    appbuilder.sm.limiter.limit("30 per minute", methods=["POST"])(public.blueprint)
+
+    journey_menu = ("Registration", _l("Registration"), "fa-id-card")
+    add(journey.UnitInfoView, "Unit information", _l("Unit information"), "fa-building",
+        *journey_menu)
+    add(unit.UnitPersonView, "Unit persons", _l("Persons"), "fa-users", *journey_menu)
+    add(journey.UnitCarryForwardView, "Earlier persons", _l("Persons from earlier editions"),
+        "fa-history", *journey_menu)
     add(unit.UnitDocumentView, "Unit documents", _l("Qualification documents"), "fa-file",
-        *registration)
-    add(unit.AddressView, "Addresses", _l("Delivery addresses"), "fa-truck", *registration)
+        *journey_menu)
+    add(unit.AddressView, "Addresses", _l("Delivery addresses"), "fa-truck", *journey_menu)
+    add(journey.UnitPreviewView, "Preview and submit", _l("Preview and submit"), "fa-check",
+        *journey_menu)
     add(unit.UnitOrderView, "Unit orders", _l("Badge-fee orders"), "fa-shopping-cart",
-        *registration)
+        *journey_menu)
+    appbuilder.add_view_no_menu(journey.PersonFileView)
 
     deleg = ("Delegation", _l("Delegation"), "fa-sitemap")
     add(delegation.DelegationUnitView, "Delegation units", _l("Units"), "fa-building", *deleg)

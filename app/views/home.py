@@ -26,6 +26,7 @@ from app.security import (
 )
 from app.workflow.editions import current_edition
 from app.workflow.errors import WorkflowError
+from app.workflow.progress import progress
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Panel:
     title: Any
     rows: list[tuple[Any, int, str | None]] = field(default_factory=list)
     note: Any = None
+    steps: list = field(default_factory=list)
 
 
 def count_by_status(model: type, actor: Actor, *where: Any) -> dict[Any, int]:
@@ -79,6 +81,7 @@ def panels_for(actor: Actor) -> list[Panel]:
         if registration is None:
             panel.note = _l("Your unit has not registered for this edition yet.")
         else:
+            panel.steps = progress(registration)
             panel.rows.append((registration.status.label, 1, None))
             if registration.unit_number:
                 panel.note = _l("Unit number: %(number)s", number=registration.unit_number)

@@ -71,6 +71,7 @@ COLUMN_LABELS = {
     "postcode": _l("Postcode"),
     "is_default": _l("Default"),
     "person": _l("Person"),
+    "photo": _l("Photo"),
     "person.name": _l("Name"),
     "person.gender": _l("Gender"),
     "person.id_type": _l("ID document"),

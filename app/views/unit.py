@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, redirect, request
+from flask import abort, flash, redirect, request, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.forms import DynamicForm
 from flask_appbuilder.models.sqla.filters import FilterEqualFunction
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
 from wtforms import BooleanField, FileField, SelectField, SelectMultipleField, StringField, widgets
 from wtforms.validators import DataRequired, Email, Length, Optional
 
@@ -53,6 +54,20 @@ class PersonForm(DynamicForm):
     email = StringField(_l("E-mail"), validators=[Optional(), Email(), Length(max=254)])
     job_title = StringField(_l("Job title"), validators=[Optional(), Length(max=100)])
     entry_dates = MultiCheckboxField(_l("Entry dates"), choices=[])
+    photo = FileField(_l("Photo (JPEG or PNG, at most 2 MB, at least 100 × 120 pixels)"))
+
+
+def uploaded_photo():
+    photo = request.files.get("photo")
+    return photo if photo is not None and photo.filename else None
+
+
+def thumbnail(person_id: int | None) -> Markup:
+    """The person's thumbnail (served by the scoped file view), or nothing."""
+    if not person_id:
+        return Markup("")
+    return Markup('<img class="ciie-thumb" src="{}" alt="" loading="lazy">').format(
+        url_for("PersonFileView.thumb", person_id=person_id))
 
 
 def person_form_with_days(form: PersonForm) -> PersonForm:
@@ -82,24 +97,27 @@ class UnitPersonView(ScopedModelView):
     title = _l("Persons")
     base_filters = [["edition_id", FilterEqualFunction, current_edition_id]]
     base_order = ("id", "desc")
-    list_columns = ["person.name", "person.gender", "person.id_type", "person.id_number",
-                    "person.mobile", "tag", "entry_days", "status", "is_reuse"]
-    show_columns = ["person.name", "person.gender", "person.id_type", "person.id_number",
-                    "person.nationality", "person.mobile", "person.email", "person.job_title",
-                    "tag", "entry_days", "status", "is_reuse", "submitted_at"]
-    search_columns = ["status", "tag"]
+    list_columns = ["photo", "person.name", "person.gender", "person.id_type",
+                    "person.id_number", "person.mobile", "tag", "entry_days", "status",
+                    "is_reuse"]
+    show_columns = ["photo", "person.name", "person.gender", "person.id_type",
+                    "person.id_number", "person.nationality", "person.mobile", "person.email",
+                    "person.job_title", "tag", "entry_days", "status", "is_reuse",
+                    "submitted_at"]
+    search_columns = ["status", "tag", "is_reuse"]
     add_form = PersonForm
     edit_form = PersonForm
     add_columns = edit_columns = ["name", "gender", "id_type", "id_number", "nationality",
-                                  "mobile", "email", "job_title", "entry_dates"]
-    formatters_columns = {"entry_days": fmt_entry_days}
+                                  "mobile", "email", "job_title", "entry_dates", "photo"]
+    formatters_columns = {"entry_days": fmt_entry_days, "photo": thumbnail}
 
     @expose("/add", methods=["GET", "POST"])
     @has_access
     def add(self):
         form = person_form_with_days(self.add_form.refresh())
         if request.method == "POST" and form.validate() and attempt(
-                lambda: persons.save_person(current_actor(), person_data(form)), _("Saved.")):
+                lambda: persons.save_person(current_actor(), person_data(form),
+                                            photo=uploaded_photo()), _("Saved.")):
             return redirect(self.get_redirect())
         return self.render_template(self.add_template, title=self.add_title,
                                     widgets=self._get_add_widget(form=form))
@@ -115,7 +133,8 @@ class UnitPersonView(ScopedModelView):
         if request.method == "POST":
             form = person_form_with_days(self.edit_form.refresh(request.form))
             if form.validate() and attempt(lambda: persons.save_person(
-                    actor, person_data(form), registration.id), _("Saved.")):
+                    actor, person_data(form), registration.id, photo=uploaded_photo()),
+                    _("Saved.")):
                 return redirect(self.get_redirect())
         else:
             person = registration.person

@@ -1,15 +1,19 @@
 """Person transitions: fill in, submit, join approval, cancellation."""
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import date
 from typing import Iterable
 
 import sqlalchemy as sa
+from flask import current_app
 from flask_babel import lazy_gettext as _l
+from PIL import Image
 from sqlalchemy.exc import IntegrityError
 
 from app import models as m
+from app import storage
 from app.clock import now
 from app.extensions import db
 from app.security import WRITE, Actor, get_scoped
@@ -17,7 +21,7 @@ from app.validation import ValidationFailed, normalise_id_number, normalise_mobi
 from app.workflow.audit import record
 from app.workflow.editions import current_edition, require_delegation_window
 from app.workflow.errors import BatchResult, WorkflowError
-from app.workflow.transitions import move
+from app.workflow.transitions import as_id_select, move
 
 PS = m.PersonStatus
 EDITABLE = (PS.draft,)
@@ -77,9 +81,28 @@ def _clean(data: PersonData, edition: m.Edition) -> PersonData:
                       sorted(set(data.entry_dates)))
 
 
-def save_person(actor: Actor, data: PersonData,
-                registration_id: int | None = None) -> m.PersonRegistration:
-    """Create a draft person of the actor's unit, or change one that is still a draft."""
+PHOTO_TYPES = ("image/jpeg", "image/png")
+THUMBNAIL_SIZE = (120, 160)
+
+
+def store_photo(file_storage) -> tuple[str, str]:
+    """Check and store an ID photo and its thumbnail; returns (photo key, thumbnail key)."""
+    data, _content_type, ext = storage.read_upload(
+        file_storage, current_app.config["MAX_PHOTO_BYTES"], PHOTO_TYPES)
+    image = Image.open(io.BytesIO(data))
+    if image.width < 100 or image.height < 120:
+        raise WorkflowError(_l("The photo is too small: at least 100 × 120 pixels."), 400)
+    thumb = image.convert("RGB")
+    thumb.thumbnail(THUMBNAIL_SIZE)
+    buffer = io.BytesIO()
+    thumb.save(buffer, "JPEG", quality=85)
+    return storage.store(data, ext), storage.store(buffer.getvalue(), "jpg")
+
+
+def save_person(actor: Actor, data: PersonData, registration_id: int | None = None,
+                photo=None) -> m.PersonRegistration:
+    """Create a draft person of the actor's unit, or change one that is still a draft.
+    A badge-reuse person keeps what the old badge shows: only contact details change."""
     edition = current_edition()
     unit_registration = unit_registration_for(actor, edition)
     if unit_registration.status is m.UnitStatus.rejected:
@@ -101,6 +124,11 @@ def save_person(actor: Actor, data: PersonData,
             raise WorkflowError(_l("Only a draft person can be changed."))
         person = registration.person
         before = {"name": person.name, "id_number": person.id_number}
+        if registration.is_reuse:
+            return _save_reuse_contacts(actor, registration, data)
+    old_files = (person.photo_key, person.thumb_key) if photo else (None, None)
+    if photo:
+        person.photo_key, person.thumb_key = store_photo(photo)
     person.name = data.name
     person.gender = data.gender
     person.id_type = data.id_type
@@ -123,19 +151,43 @@ def save_person(actor: Actor, data: PersonData,
            to_state=registration.status if before is None else None,
            detail=None if before is None else {"before": before})
     db.session.commit()
+    for key in old_files:
+        storage.remove(key)
     return registration
 
 
-def submit_persons(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
-    """A unit submits draft persons (each needs at least one entry date)."""
+def _save_reuse_contacts(actor: Actor, registration: m.PersonRegistration,
+                         data: PersonData) -> m.PersonRegistration:
+    person = registration.person
+    person.mobile, person.email, person.job_title = data.mobile, data.email, data.job_title
+    record(actor, "person_registration", registration.id, "update",
+           detail={"fields": ["mobile", "email", "job_title"]})
+    db.session.commit()
+    return registration
+
+
+def submit_persons(actor: Actor, ids: Iterable[int] | sa.Select,
+                   commit: bool = True) -> BatchResult:
+    """A unit submits draft persons (each needs at least one entry date). Badge-reuse persons
+    arrive with their previous tag and wait for the delegation's lock (awaiting_lock)."""
     edition = current_edition()
     unit_registration = unit_registration_for(actor, edition)
     require_delegation_window(edition, unit_registration.delegation_id)
     PR = m.PersonRegistration
-    return move(actor, PR, ids, action="submit", from_states=[PS.draft], to_state=PS.submitted,
-                label=person_label(),
-                checks=[(PR.entry_days > 0, _l("choose at least one entry date"))],
-                values={"submitted_at": now(), "status_changed_at": now()})
+    selected = as_id_select(PR, ids)
+    result = BatchResult()
+    for reuse, to_state in ((False, PS.submitted), (True, PS.awaiting_lock)):
+        part = move(actor, PR, sa.select(PR.id).where(PR.id.in_(selected),
+                                                      PR.is_reuse.is_(reuse)),
+                    action="submit", from_states=[PS.draft], to_state=to_state,
+                    label=person_label(),
+                    checks=[(PR.entry_days > 0, _l("choose at least one entry date"))],
+                    values={"submitted_at": now(), "status_changed_at": now()}, commit=False)
+        result.done += part.done
+        result.refused += part.refused
+    if commit:
+        db.session.commit()
+    return result
 
 
 def decide_joins(actor: Actor, ids: Iterable[int] | sa.Select, accept: bool,
@@ -167,3 +219,87 @@ def delete_draft(actor: Actor, registration_id: int) -> None:
     record(actor, "person_registration", registration_id, "delete", from_state=PS.draft)
     db.session.commit()
 
+
+
+def previous_persons(actor: Actor) -> list[dict]:
+    """The unit's persons of earlier editions not yet registered for this one, newest
+    registration first, with whether each may ask for badge reuse (one query each)."""
+    edition = current_edition()
+    registration = unit_registration_for(actor, edition)
+    if registration.history_hidden or not registration.is_returning:
+        return []
+    PR = m.PersonRegistration
+    already = sa.select(PR.person_id).where(PR.edition_id == edition.id)
+    latest = (sa.select(PR.person_id, sa.func.max(m.Edition.number).label("edition"))
+              .join(m.Edition, m.Edition.id == PR.edition_id)
+              .join(m.Person, m.Person.id == PR.person_id)
+              .where(m.Person.unit_id == actor.unit_id, m.Edition.number < edition.number,
+                     PR.person_id.not_in(already))
+              .group_by(PR.person_id).subquery())
+    rows = db.session.execute(
+        sa.select(m.Person, latest.c.edition).join(latest, latest.c.person_id == m.Person.id)
+        .order_by(latest.c.edition.desc(), m.Person.name)).all()
+    reusable = reusable_badges([person.id for person, _ in rows])
+    return [{"person": person, "edition": number, "badge": reusable.get(person.id)}
+            for person, number in rows]
+
+
+@dataclass
+class ReusableBadge:
+    badge: m.Badge
+    entry_days: int  # the days printed on it, kept for the reused badge
+
+
+def reusable_badges(person_ids: list[int]) -> dict[int, ReusableBadge]:
+    """Badges that may be reused: issued at the 3rd or 4th edition to a person who passed
+    review there and still active (one query; the latest edition wins)."""
+    if not person_ids:
+        return {}
+    PR = m.PersonRegistration
+    rows = db.session.execute(
+        sa.select(m.Badge, PR.entry_days).join(m.Edition, m.Edition.id == m.Badge.edition_id)
+        .join(PR, sa.and_(PR.badge_id == m.Badge.id, PR.edition_id == m.Badge.edition_id))
+        .where(m.Badge.person_id.in_(person_ids), m.Badge.active.is_(True),
+               m.Edition.number.in_((3, 4)), PR.status == PS.badge_issued)
+        .order_by(m.Edition.number)).all()
+    return {badge.person_id: ReusableBadge(badge, days) for badge, days in rows}
+
+
+def carry_forward_persons(actor: Actor, person_ids: list[int],
+                          reuse_ids: list[int]) -> list[int]:
+    """Register earlier-edition persons of the unit for this edition as drafts; those asking
+    for badge reuse keep their badge's tag and entry days, and wait for the lock once
+    submitted. Returns the new registration ids."""
+    offered = {row["person"].id: row for row in previous_persons(actor)}
+    unknown = set(person_ids) - set(offered)
+    if unknown:
+        raise WorkflowError(_l("Some of these persons cannot be carried forward."), 404)
+    edition = current_edition()
+    registration = unit_registration_for(actor, edition)
+    require_delegation_window(edition, registration.delegation_id)
+    new = []
+    for person_id in person_ids:
+        person, reusable = offered[person_id]["person"], offered[person_id]["badge"]
+        reuse = person_id in reuse_ids
+        if reuse and reusable is None:
+            raise WorkflowError(_l("%(name)s has no 3rd- or 4th-edition badge that may be "
+                                   "reused.", name=person.name), 409)
+        badge = reusable.badge if reuse else None
+        new.append(m.PersonRegistration(
+            edition_id=edition.id, person_id=person.id, unit_registration_id=registration.id,
+            id_key=id_key(person.id_type, person.id_number), status=PS.draft,
+            entry_days=reusable.entry_days if reuse else 0, is_reuse=reuse,
+            previous_badge_id=badge.id if badge else None,
+            previous_tag=badge.tag if badge else None, tag=badge.tag if badge else None))
+    try:
+        db.session.add_all(new)
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise WorkflowError(_l("A person with this ID document is already registered for "
+                               "this edition."), 409) from None
+    for pr in new:
+        record(actor, "person_registration", pr.id, "carry_forward", to_state=PS.draft,
+               detail={"reuse": pr.is_reuse, "badge": pr.previous_badge_id})
+    db.session.commit()
+    return [pr.id for pr in new]
