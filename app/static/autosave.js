@@ -36,9 +36,12 @@
             .always(function() { saving = false; });
     }
     setInterval(save, 5000);
+    // Saving the form itself must not be followed by a stale draft from the page unloading.
+    var submitting = false;
+    form.on('submit', function() { submitting = true; });
     window.addEventListener('pagehide', function() {
         var current = snapshot();
-        if (current !== last && navigator.sendBeacon) {
+        if (!submitting && current !== last && navigator.sendBeacon) {
             var body = new FormData();
             body.append('csrf_token', token);
             body.append('payload', current);

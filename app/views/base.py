@@ -182,6 +182,10 @@ class ScopedModelView(ModelView):
             self.datamodel.eager_load_dotted(list(self.list_columns) + list(self.show_columns))
         self._add_default_formatters()
 
+    def post_add_redirect(self):
+        """After adding, show the list the record joined (FAB goes back, which may be home)."""
+        return redirect(url_for(f"{self.endpoint}.list"))
+
     def _init_titles(self) -> None:
         if self.title is not None:
             self.list_title = self.list_title or self.title

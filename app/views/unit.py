@@ -118,7 +118,7 @@ class UnitPersonView(ScopedModelView):
         if request.method == "POST" and form.validate() and attempt(
                 lambda: persons.save_person(current_actor(), person_data(form),
                                             photo=uploaded_photo()), _("Saved.")):
-            return redirect(self.get_redirect())
+            return self.post_add_redirect()
         return self.render_template(self.add_template, title=self.add_title,
                                     widgets=self._get_add_widget(form=form))
 

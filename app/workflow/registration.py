@@ -165,7 +165,7 @@ def register_unit(data: NewUnit, fresh_after_failed_checks: bool = False) -> m.U
         db.session.flush()
         # Not sm.add_user: it commits on its own, and the account must be created in the same
         # transaction as the unit and its registration.
-        user = m.User(username=login, first_name=data.name.strip()[:64], last_name="-",
+        user = m.User(username=login, first_name=data.name.strip()[:64], last_name="",
                       email=f"{login.lower()}@units.ciie.invalid", active=True,
                       password=_hash(data.password), unit_id=unit.id)
         user.roles = [sm.find_role(UNIT)]
