@@ -157,9 +157,11 @@ CIIE_ROLES = {
         (r"^UnitDocuments$", r"^can_(list|show|add|delete|download)$"),
         (r"^UnitAddresses$", r"^(can_(list|show|add|edit|delete)|set_default)$"),
         (r"^UnitOrders$", r"^can_(list|show)$"),
+        (r"^UnitEvents$", r"^can_(list|show|apply)$"),
+        (r"^UnitApplications$", r"^(can_(list|show)|withdraw_applications)$"),
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
-        (r"^(Registration|Unit persons|Unit documents|Addresses|Unit orders)$",
-         r"^menu_access$"),
+        (r"^(Registration|Unit persons|Unit documents|Addresses|Unit orders|Unit events|"
+         r"Unit applications)$", r"^menu_access$"),
     ],
     "person": _SELF_SERVICE + [
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),

@@ -19,6 +19,10 @@ def register_views(appbuilder: AppBuilder) -> None:
     add(unit.AddressView, "Addresses", _l("Delivery addresses"), "fa-truck", *registration)
     add(unit.UnitOrderView, "Unit orders", _l("Badge-fee orders"), "fa-shopping-cart",
         *registration)
+    add(unit.UnitEventView, "Unit events", _l("Supporting events"), "fa-calendar",
+        *registration)
+    add(unit.UnitApplicationView, "Unit applications", _l("Event applications"), "fa-inbox",
+        *registration)
 
     deleg = ("Delegation", _l("Delegation"), "fa-sitemap")
     add(delegation.DelegationUnitView, "Delegation units", _l("Units"), "fa-building", *deleg)
