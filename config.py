@@ -163,9 +163,12 @@ CIIE_ROLES = {
         (r"^UnitPreview$", r"^can_(show|submit)$"),
         (r"^UnitCarryForward$", r"^can_carry_forward$"),
         (r"^PersonFiles$", r"^can_photo$"),
+        (r"^UnitEvents$", r"^can_(list|show|apply)$"),
+        (r"^UnitApplications$", r"^(can_(list|show)|withdraw_applications)$"),
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
         (r"^(Registration|Unit information|Unit persons|Earlier persons|Unit documents|"
-         r"Addresses|Preview and submit|Unit orders)$", r"^menu_access$"),
+         r"Addresses|Preview and submit|Unit orders|Unit events|Unit applications)$",
+         r"^menu_access$"),
     ],
     "person": _SELF_SERVICE + [
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),

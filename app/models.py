@@ -1205,6 +1205,16 @@ class Event(TimestampMixin, Model):
 
         return pick(self.title_zh, self.title_en)
 
+    @property
+    def description(self) -> str:
+        from app.i18n import pick
+
+        return pick(self.description_zh, self.description_en)
+
+    @property
+    def seats_left(self) -> int:
+        return self.capacity - self.seats_taken
+
     def __repr__(self) -> str:
         return self.title
 

@@ -29,6 +29,10 @@ def register_views(appbuilder: AppBuilder) -> None:
         *journey_menu)
     add(unit.UnitOrderView, "Unit orders", _l("Badge-fee orders"), "fa-shopping-cart",
         *journey_menu)
+    add(unit.UnitEventView, "Unit events", _l("Supporting events"), "fa-calendar",
+        *journey_menu)
+    add(unit.UnitApplicationView, "Unit applications", _l("Event applications"), "fa-inbox",
+        *journey_menu)
     appbuilder.add_view_no_menu(journey.PersonFileView)
 
     deleg = ("Delegation", _l("Delegation"), "fa-sitemap")

@@ -14,12 +14,15 @@ from functools import reduce
 from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
+from dateutil import parser as dateutil_parser
 from flask import abort, current_app, flash, redirect, request, send_from_directory, url_for
 from flask_appbuilder import ModelView
 from flask_appbuilder import forms as fab_forms
 from flask_appbuilder.actions import action as fab_action
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.fields import EnumField
+from flask_appbuilder.fieldwidgets import DateTimePickerWidget
+from flask_appbuilder.models.sqla import filters as fab_filters
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.urltools import get_filter_args
@@ -29,8 +32,12 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
+from wtforms import DateTimeField
+from wtforms.fields.core import UnboundField
+from wtforms.widgets import html_params
 
 from app import models as m
+from app.clock import SHANGHAI
 from app.extensions import db
 from app.formatting import fmt_money, fmt_value
 from app.security import current_actor, get_scoped, scoped, write_scope
@@ -54,12 +61,93 @@ class LabelledEnumField(EnumField):
 fab_forms.EnumField = LabelledEnumField
 
 
+class ShanghaiDateTimeField(DateTimeField):
+    """A moment typed and shown as Beijing wall-clock time, held as an aware datetime.
+
+    FAB's DateTimeField yields naive datetimes, which `AwareDateTime` columns refuse."""
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        super().process_formdata(valuelist)
+        if self.data is not None:
+            self.data = self.data.replace(tzinfo=SHANGHAI)
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return " ".join(self.raw_data)
+        if self.data is None:
+            return ""
+        return self.data.astimezone(SHANGHAI).strftime(self.format[0])
+
+
+class ShanghaiDateTimePickerWidget(DateTimePickerWidget):
+    """FAB's picker renders `field.data` as is (UTC, with an offset the field cannot parse
+    back); this one renders the field's own text: what was typed, or Beijing time."""
+
+    def __call__(self, field: ShanghaiDateTimeField, **kwargs: Any) -> Markup:
+        kwargs.setdefault("id", field.id)
+        kwargs.setdefault("name", field.name)
+        return Markup(self.data_template % {
+            "text": html_params(type="text", value=field._value(), **kwargs)})
+
+
+def localise_datetime_fields(form: type | None, model: type) -> None:
+    """Swap the DateTimeFields FAB generated for `AwareDateTime` columns of `model` for
+    ShanghaiDateTimeFields, keeping their label, validators, description and position."""
+    if form is None:
+        return
+    columns = sa.inspect(model).columns
+    for name in list(vars(form)):
+        unbound = vars(form)[name]
+        if (not isinstance(unbound, UnboundField) or name not in columns
+                or not isinstance(columns[name].type, m.AwareDateTime)
+                or issubclass(unbound.field_class, ShanghaiDateTimeField)
+                or not issubclass(unbound.field_class, DateTimeField)):
+            continue
+        local = UnboundField(ShanghaiDateTimeField, *unbound.args,
+                             **{**unbound.kwargs, "widget": ShanghaiDateTimePickerWidget()})
+        local.creation_counter = unbound.creation_counter
+        setattr(form, name, local)
+
+
+class ShanghaiTimeFilter(fab_filters.BaseFilter):
+    """A search filter on a timestamp: the typed time is Beijing time (FAB's own filters
+    pass a naive datetime, which `AwareDateTime` columns refuse)."""
+
+    def apply(self, query: Any, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = dateutil_parser.parse(value)
+            except (ValueError, OverflowError):
+                value = None
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=SHANGHAI)
+        return super().apply(query, value)
+
+
+def _shanghai(filter_class: type) -> type:
+    return type(f"Shanghai{filter_class.__name__}", (ShanghaiTimeFilter, filter_class), {})
+
+
+class ScopedFilterConverter(fab_filters.SQLAFilterConverter):
+    """FAB's filters, with timestamps read in Beijing time."""
+
+    conversion_table = tuple(
+        (test, [_shanghai(f) for f in classes] if test == "is_datetime" else classes)
+        for test, classes in fab_filters.SQLAFilterConverter.conversion_table
+    )
+
+
 class ScopedInterface(SQLAInterface):
     """SQLAInterface whose every query is limited to the current actor's scope."""
+
+    filter_converter_class = ScopedFilterConverter
 
     def __init__(self, obj: type, options: Iterable[Any] = ()) -> None:
         super().__init__(obj)
         self.options = list(options)
+        # Relation paths already eager-loaded (loader options all print as "Load(Model)", so
+        # they are told apart by path, not by their text).
+        self._eager_paths: set[tuple[str, ...]] = set()
 
     def _apply_inner_all(self, query, *args, **kwargs):
         query = scoped(query, self.obj)
@@ -84,22 +172,20 @@ class ScopedInterface(SQLAInterface):
 
     def eager_load_dotted(self, columns: Iterable[str]) -> None:
         """Join the many-to-one relations that dotted list columns read: no query per row."""
-        seen = {str(o) for o in self.options}
         for column in columns:
-            parts = column.split(".")[:-1]
-            if not parts:
-                continue
             model = self.obj
             loader = None
-            for part in parts:
+            path: tuple[str, ...] = ()
+            for part in column.split(".")[:-1]:
                 attr = getattr(model, part, None)
                 if attr is None or not hasattr(attr, "property"):
                     break
                 loader = joinedload(attr) if loader is None else loader.joinedload(attr)
                 model = attr.property.mapper.class_
-            if loader is not None and str(loader) not in seen:
+                path += (part,)
+            if loader is not None and path not in self._eager_paths:
                 self.options.append(loader)
-                seen.add(str(loader))
+                self._eager_paths.add(path)
 
 
 @dataclass
@@ -142,7 +228,8 @@ def flash_batch_result(result: BatchResult, limit: int = 20) -> None:
     if result.done_count:
         flash(_("Done for %(count)d record(s).", count=result.done_count), "success")
     if result.refused:
-        lines = [f"{escape(r.label)}: {escape(str(r.reason))}" for r in result.refused[:limit]]
+        lines = [Markup("{}: {}").format(r.label, str(r.reason))
+                 for r in result.refused[:limit]]
         more = len(result.refused) - limit
         if more > 0:
             lines.append(escape(_("and %(count)d more", count=more)))
@@ -185,6 +272,12 @@ class ScopedModelView(ModelView):
     def post_add_redirect(self):
         """After adding, show the list the record joined (FAB goes back, which may be home)."""
         return redirect(url_for(f"{self.endpoint}.list"))
+
+    def _init_forms(self) -> None:
+        super()._init_forms()
+        # Every view that edits timestamps takes and shows them in Beijing time.
+        localise_datetime_fields(self.add_form, self.datamodel.obj)
+        localise_datetime_fields(self.edit_form, self.datamodel.obj)
 
     def _init_titles(self) -> None:
         if self.title is not None:

@@ -24,6 +24,7 @@ class OrganiserEventView(ScopedModelView):
                                   "starts_at", "ends_at", "place", "capacity",
                                   "open_to_visitors"]
     search_columns = ["status", "title_zh"]
+    description_columns = {"starts_at": _l("Beijing time"), "ends_at": _l("Beijing time")}
 
     def before_save(self, item: m.Event, created: bool) -> None:
         actor = current_actor()
@@ -53,7 +54,7 @@ class OrganiserApplicationView(ScopedModelView):
     datamodel = ScopedInterface(m.EventApplication)
     title = _l("Applications")
     base_order = ("id", "desc")
-    list_columns = ["event.title_zh", "person_registration.person.name", "unit.name", "status",
+    list_columns = ["event.title", "person_registration.person.name", "unit.name", "status",
                     "created_at"]
     show_columns = list_columns + ["decision_reason"]
     search_columns = ["status", "event"]

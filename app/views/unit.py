@@ -1,4 +1,4 @@
-"""The unit's dashboard: its persons, documents, addresses and orders."""
+"""The unit's dashboard: its persons, documents, addresses, orders and event applications."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,7 +6,7 @@ from typing import Any
 from flask import abort, flash, redirect, request, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.forms import DynamicForm
-from flask_appbuilder.models.sqla.filters import FilterEqualFunction
+from flask_appbuilder.models.sqla.filters import FilterEqual, FilterEqualFunction
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -23,9 +23,10 @@ from app.views.base import (
     attempt,
     batch_action,
     download_link,
+    flash_batch_result,
 )
 from app.views.labels import fmt_entry_days
-from app.workflow import addresses, documents, persons
+from app.workflow import addresses, documents, events, persons
 from app.workflow.editions import current_edition
 
 
@@ -277,3 +278,85 @@ class UnitOrderView(ScopedModelView):
     show_columns = list_columns
     search_columns = ["number", "status"]
     base_permissions = ["can_list", "can_show"]
+
+
+def apply_link(pk: int) -> Markup:
+    """The list's link to the page where the unit picks persons for an event."""
+    return Markup('<a class="btn btn-sm btn-primary ciie-apply" href="{}">'
+                  '<i class="fa fa-user-plus"></i> {}</a>').format(
+        url_for("UnitEventView.apply", pk=pk), _("Apply"))
+
+
+class UnitEventView(ScopedModelView):
+    """Published supporting events of the current edition open to professional visitors; the
+    unit applies for its persons from here."""
+
+    route_base = "/unit/events"
+    class_permission_name = "UnitEvents"
+    datamodel = ScopedInterface(m.Event)
+    title = _l("Supporting events")
+    # The scope already limits a unit to published events open to visitors; the filters say
+    # so for any other reader of this page (admins) too.
+    base_filters = [["edition_id", FilterEqualFunction, current_edition_id],
+                    ["status", FilterEqual, m.EventStatus.published],
+                    ["open_to_visitors", FilterEqual, True]]
+    base_order = ("starts_at", "asc")
+    list_columns = ["title", "starts_at", "ends_at", "place", "seats_left", "id"]
+    show_columns = ["title", "description", "organiser", "starts_at", "ends_at", "place",
+                    "capacity", "seats_left"]
+    search_columns = ["title_zh", "title_en", "starts_at"]
+    order_columns = ["starts_at", "ends_at", "place"]
+    base_permissions = ["can_list", "can_show", "can_apply"]
+    label_columns = {"id": _l("Apply")}
+    formatters_columns = {"id": apply_link}
+    show_template = "ciie/event_show.html"
+
+    @expose("/apply/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    def apply(self, pk: int):
+        """Pick persons of the unit and apply for them; refusals re-show the page."""
+        actor = current_actor()
+        if request.method == "POST":
+            try:
+                ids = [int(i) for i in request.form.getlist("persons")]
+            except ValueError:
+                abort(400)
+            results = []
+            if attempt(lambda: results.append(events.apply_to_event(actor, pk, ids))):
+                flash_batch_result(results[0])
+                return redirect(url_for("UnitApplicationView.list"))
+        event = get_scoped(m.Event, pk, actor)
+        if event is None:
+            if request.method == "POST":
+                # The event left the unit's sight meanwhile (closed): the reason is flashed.
+                return redirect(url_for("UnitEventView.list"))
+            abort(404)
+        return self.render_template("ciie/event_apply.html", title=_("Apply for persons"),
+                                    event=event,
+                                    candidates=events.applicable_persons(actor, event),
+                                    refusal=events.event_refusal(event))
+
+
+class UnitApplicationView(ScopedModelView):
+    """The unit's applications to supporting events; applied or accepted ones can be
+    withdrawn, many at once."""
+
+    route_base = "/unit/applications"
+    class_permission_name = "UnitApplications"
+    datamodel = ScopedInterface(m.EventApplication)
+    title = _l("Event applications")
+    base_filters = [["event.edition_id", FilterEqualFunction, current_edition_id]]
+    base_order = ("id", "desc")
+    list_columns = ["event.title", "event.starts_at", "event.place",
+                    "person_registration.person.name", "status", "decision_reason",
+                    "created_at"]
+    show_columns = ["event.title", "event.starts_at", "event.ends_at", "event.place",
+                    "person_registration.person.name", "status", "decision_reason",
+                    "created_at", "updated_at"]
+    search_columns = ["status", "event"]
+    base_permissions = ["can_list", "can_show"]
+
+    @batch_action("withdraw_applications", _l("Withdraw"),
+                  _l("Withdrawn applications free their seats."), "fa-undo")
+    def withdraw_applications(self, selection: Selection):
+        return events.withdraw_applications(current_actor(), selection.ids)

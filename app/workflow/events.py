@@ -1,19 +1,37 @@
-"""Supporting events: publish and close (organiser), accept and decline applications."""
+"""Supporting events: publish and close (organiser), apply and withdraw (unit), accept and
+decline (organiser). Seats are counted on the event: applied + accepted, never above capacity."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.exc import IntegrityError
 
 from app import models as m
+from app.clock import now
 from app.extensions import db
-from app.security import Actor
+from app.security import WRITE, Actor, scoped
+from app.workflow.audit import record_many
+from app.workflow.editions import current_edition
 from app.workflow.errors import BatchResult, WorkflowError
-from app.workflow.transitions import move
+from app.workflow.persons import person_label, unit_registration_for
+from app.workflow.transitions import move, wrong_state
 
 ES = m.EventStatus
 AS = m.ApplicationStatus
+PS = m.PersonStatus
+EA = m.EventApplication
+PR = m.PersonRegistration
+
+# Applications that hold a seat (the partial unique index allows one per event and person).
+ACTIVE_APPLICATION_STATUSES = (AS.applied, AS.accepted)
+# Persons a unit may send to an event: submitted to the delegation and still on their way to a
+# badge. Not drafts (never submitted, and the unit may still delete them), not persons awaiting
+# the unit's approval (not members of the unit yet), and not rejected, cancelled or refunded
+# persons (they get no badge and cannot enter the venue).
+APPLICABLE_PERSON_STATUSES = (PS.submitted, PS.awaiting_lock, PS.awaiting_payment, PS.in_order,
+                              PS.awaiting_review, PS.approved, PS.badge_issued)
 
 
 def event_label():
@@ -47,23 +65,156 @@ def close_events(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
                 to_state=ES.closed, label=event_label())
 
 
+def _free_seats(application_ids: list[int]) -> None:
+    """Give back the seats of applications that just left an active state (each id once)."""
+    if not application_ids:
+        return
+    freed = (sa.select(sa.func.count()).select_from(EA)
+             .where(EA.event_id == m.Event.id, EA.id.in_(application_ids)).scalar_subquery())
+    db.session.execute(sa.update(m.Event)
+                       .where(m.Event.id.in_(sa.select(EA.event_id)
+                                             .where(EA.id.in_(application_ids))))
+                       .values(seats_taken=m.Event.seats_taken - freed)
+                       .execution_options(synchronize_session=False))
+
+
 def decide_applications(actor: Actor, ids: Iterable[int] | sa.Select, accept: bool,
                         reason: str | None = None) -> BatchResult:
     """Accept or decline applied applications; a declined one frees its seat."""
-    EA = m.EventApplication
+    if actor.organiser_id is None and not actor.is_admin:
+        raise WorkflowError(_l("Only an event organiser can do this."), 403)
     result = move(actor, EA, ids, action="accept" if accept else "decline",
                   from_states=[AS.applied], to_state=AS.accepted if accept else AS.declined,
                   label=application_label(), reason=reason,
                   values={} if accept else {"decision_reason": reason}, commit=False)
-    if not accept and result.done:
-        freed = (sa.select(sa.func.count()).select_from(EA)
-                 .where(EA.event_id == m.Event.id, EA.id.in_(result.done)).scalar_subquery())
-        db.session.execute(sa.update(m.Event)
-                           .where(m.Event.id.in_(sa.select(EA.event_id)
-                                                 .where(EA.id.in_(result.done))))
-                           .values(seats_taken=m.Event.seats_taken - freed)
-                           .execution_options(synchronize_session=False))
+    if not accept:
+        _free_seats(result.done)
     db.session.commit()
     return result
 
 
+def withdraw_applications(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
+    """A unit withdraws applied or accepted applications; their seats are freed."""
+    if actor.unit_id is None:
+        raise WorkflowError(_l("Only a unit account can do this."), 403)
+    result = move(actor, EA, ids, action="withdraw", from_states=ACTIVE_APPLICATION_STATUSES,
+                  to_state=AS.withdrawn, label=application_label(), commit=False)
+    _free_seats(result.done)
+    db.session.commit()
+    return result
+
+
+def event_refusal(event: m.Event) -> Any:
+    """Why the event takes no applications now, or None when it does."""
+    if event.status is ES.draft:
+        return _l("The event is not published yet.")
+    if event.status is ES.closed:
+        return _l("The event is closed and takes no more applications.")
+    if not event.open_to_visitors:
+        return _l("The event is not open to professional visitors.")
+    if event.edition_id != current_edition().id:
+        return _l("The event belongs to another edition.")
+    if now() >= event.starts_at:
+        return _l("The event has already started.")
+    return None
+
+
+def applicable_persons(actor: Actor, event: m.Event) -> list[sa.Row]:
+    """The actor's persons who may attend `event`, with the status of their active application
+    to it (None if they have none): one query."""
+    active = (sa.select(EA.person_registration_id, EA.status)
+              .where(EA.event_id == event.id, EA.status.in_(ACTIVE_APPLICATION_STATUSES))
+              .subquery())
+    stmt = (sa.select(PR.id, m.Person.name, PR.status, active.c.status.label("applied"))
+            .join(m.Person, m.Person.id == PR.person_id)
+            .outerjoin(active, active.c.person_registration_id == PR.id)
+            .where(PR.edition_id == event.edition_id,
+                   PR.status.in_(APPLICABLE_PERSON_STATUSES))
+            .order_by(m.Person.name, PR.id))
+    return list(db.session.execute(scoped(stmt, PR, actor, WRITE)))
+
+
+def apply_to_event(actor: Actor, event_id: int, person_registration_ids: Iterable[int]
+                   ) -> BatchResult:
+    """A unit applies for some of its persons to attend an event.
+
+    Persons outside the unit refuse the whole request (404). Persons who may not attend or
+    already hold an active application are reported and skipped. The seats of the others are
+    reserved by one guarded UPDATE, so concurrent requests never exceed the capacity: a request
+    that does not fit is refused whole, nothing changed.
+    """
+    if actor.unit_id is None:
+        raise WorkflowError(_l("Only a unit account can do this."), 403)
+    ids = sorted(set(person_registration_ids))
+    if not ids:
+        raise WorkflowError(_l("Choose at least one person."), 400)
+    event = db.session.get(m.Event, event_id)
+    if event is None:
+        raise WorkflowError(_l("No such event."), 404)
+    refusal = event_refusal(event)
+    if refusal is not None:
+        raise WorkflowError(refusal)
+    rows = db.session.execute(scoped(
+        sa.select(PR.id, PR.status, PR.edition_id, person_label().label("label"))
+        .where(PR.id.in_(ids)), PR, actor, WRITE)).all()
+    if len(rows) != len(ids):
+        # A tampered or another unit's id: refuse the whole request, change nothing.
+        raise WorkflowError(_l("No such person."), 404)
+    if unit_registration_for(actor, current_edition()).status is m.UnitStatus.rejected:
+        raise WorkflowError(_l("Your unit's registration was rejected; it cannot apply for "
+                               "events."))
+    already = set(db.session.scalars(sa.select(EA.person_registration_id).where(
+        EA.event_id == event.id, EA.person_registration_id.in_(ids),
+        EA.status.in_(ACTIVE_APPLICATION_STATUSES))))
+    result = BatchResult()
+    chosen = []
+    for row in rows:
+        if row.edition_id != event.edition_id:
+            result.refuse(row.id, row.label, _l("not registered for this edition"))
+        elif row.status not in APPLICABLE_PERSON_STATUSES:
+            result.refuse(row.id, row.label, wrong_state(row.status))
+        elif row.id in already:
+            result.refuse(row.id, row.label, _l("already applied for this event"))
+        else:
+            chosen.append(row.id)
+    if not chosen:
+        return result
+    _reserve_seats(event.id, len(chosen))
+    try:
+        created = db.session.execute(
+            sa.insert(EA).returning(EA.id),
+            [{"event_id": event.id, "unit_id": actor.unit_id, "person_registration_id": rid,
+              "status": AS.applied} for rid in chosen],
+        ).scalars().all()
+    except IntegrityError:
+        # Another request applied for one of these persons meanwhile (the partial unique
+        # index refused it): the rollback gives the reserved seats back too.
+        db.session.rollback()
+        raise WorkflowError(_l("Some of these persons were applied for at the same moment; "
+                               "reload the page and try again."), 409) from None
+    record_many(actor, "event_application", [(aid, None) for aid in created], "apply",
+                AS.applied, detail={"event_id": event.id})
+    db.session.commit()
+    result.done = list(created)
+    return result
+
+
+def _reserve_seats(event_id: int, count: int) -> None:
+    """Take `count` seats in one guarded UPDATE. The row lock it takes makes concurrent
+    requests wait, and each then re-checks the capacity against the committed count."""
+    E = m.Event
+    reserved = db.session.scalar(
+        sa.update(E).where(E.id == event_id, E.status == ES.published,
+                           E.open_to_visitors.is_(True), E.seats_taken + count <= E.capacity)
+        .values(seats_taken=E.seats_taken + count).returning(E.id)
+        .execution_options(synchronize_session=False))
+    if reserved is not None:
+        return
+    db.session.rollback()
+    event = db.session.get(m.Event, event_id)
+    refusal = event_refusal(event) if event is not None else None
+    if refusal is not None:
+        raise WorkflowError(refusal)
+    raise WorkflowError(_l("Only %(left)d seat(s) left, but %(count)d person(s) were chosen. "
+                           "Nothing was applied for.",
+                           left=max(event.seats_left, 0), count=count))
