@@ -43,8 +43,9 @@ def make_event(capacity: int = 10, status: m.EventStatus = m.EventStatus.publish
 def add_persons(world, count: int, unit_login: str = UNIT_A,
                 status: m.PersonStatus = PS.submitted) -> list[int]:
     """`count` persons of a unit's current registration, in `status`."""
-    registration = db.session.scalars(sa.select(m.UnitRegistration).join(m.Unit)
-                                      .where(m.Unit.login == unit_login)).one()
+    registration = db.session.scalars(
+        sa.select(m.UnitRegistration).join(m.Unit).join(m.Edition)
+        .where(m.Unit.login == unit_login, m.Edition.is_current)).one()
     ids = []
     for i in range(count):
         number = f"EV{registration.unit_id:02d}{i:05d}"
