@@ -172,6 +172,7 @@ CIIE_ROLES = {
     ],
     "person": _SELF_SERVICE + [
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
+        (r"^AppPersonApi$", r"^can_(join|get_me|put_me)$"),
     ],
     "delegation": _SELF_SERVICE + [
         (r"^DelegationUnits$", r"^(can_(list|show)|approve_units|return_units|reject_units)$"),

@@ -49,6 +49,11 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
 
         appbuilder = AppBuilder()
         appbuilder.init_app(app, db.session)
+        from flask_babel import get_babel
+
+        from app.i18n import select_locale
+
+        get_babel(app).locale_selector = select_locale
         from app.views import register_views
 
         register_views(appbuilder)

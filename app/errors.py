@@ -26,6 +26,11 @@ def _messages() -> dict[int, str]:
     }
 
 
+def status_message(status: int) -> str:
+    """The standard refusal for an HTTP status, in the request's language."""
+    return _messages().get(status, "")
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/") or (
         request.accept_mimetypes.best == "application/json")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
-from flask import flash, g, has_request_context, redirect, request
+from flask import flash, g, has_request_context, jsonify, redirect, request
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import no_cache
 from flask_appbuilder.security.forms import LoginForm_db
@@ -456,13 +456,23 @@ def scoped(query: Any, model: type, actor: Actor | None = None, mode: str | None
     return query.filter(cond)
 
 
+def row_id(model: type, value: Any) -> int | None:
+    """A primary key from a URL, form or request body, or None unless it is an integer that
+    the model's id column can hold (a bigger one is a database error, not a missing row)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    bits = 64 if isinstance(model.__table__.c.id.type, sa.BigInteger) else 32
+    return number if -(2 ** (bits - 1)) <= number < 2 ** (bits - 1) else None
+
+
 def get_scoped(model: type, pk: Any, actor: Actor | None = None, mode: str | None = None) -> Any:
     """One row by primary key, or None when it does not exist or is out of scope."""
     from app.extensions import db
 
-    try:
-        pk = int(pk)
-    except (TypeError, ValueError):
+    pk = row_id(model, pk)
+    if pk is None:
         return None
     stmt = scoped(sa.select(model).where(model.id == pk), model, actor, mode)
     return db.session.scalars(stmt).one_or_none()
@@ -527,6 +537,24 @@ class CiieSecurityManager(SecurityManager):
         if re.fullmatch(r"[0-9A-Z]{18}|OS\d{10}", compact):
             username = compact
         return super().auth_user_db(username, password)
+
+    def create_jwt_manager(self, app: Any) -> Any:
+        jwt_manager = super().create_jwt_manager(app)
+
+        # flask-jwt-extended answers {"msg": …} in English (and 422 for a malformed token);
+        # API refusals here are {"message": …} in the request's language.
+        def please_log_in(*_args: Any) -> Any:
+            from app.errors import status_message
+
+            return jsonify({"message": status_message(401)}), 401
+
+        for register in (jwt_manager.unauthorized_loader, jwt_manager.invalid_token_loader,
+                         jwt_manager.expired_token_loader, jwt_manager.revoked_token_loader,
+                         jwt_manager.needs_fresh_token_loader,
+                         jwt_manager.user_lookup_error_loader,
+                         jwt_manager.token_verification_failed_loader):
+            register(please_log_in)
+        return jwt_manager
 
     def on_user_login(self, user: Any) -> None:
         from app.workflow.audit import record

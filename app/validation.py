@@ -90,3 +90,34 @@ def normalise_mobile(value: str | None, region: str = "CN") -> str:
     if not phonenumbers.is_valid_number(parsed):
         raise ValidationFailed(_l("This is not a valid mobile number."))
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalise_username(value: str | None) -> str:
+    """An app login: an e-mail address (lower-case) or a mobile number (E.164, as stored for
+    every mobile in the system, so the same number cannot sign up twice in two spellings)."""
+    raw = (value or "").strip()
+    if "@" in raw:
+        if not _EMAIL_RE.match(raw) or len(raw) > 128:
+            raise ValidationFailed(_l("This is not a valid e-mail address."))
+        return raw.lower()
+    try:
+        return normalise_mobile(raw)
+    except ValidationFailed:
+        raise ValidationFailed(_l("Sign up with a mobile number or an e-mail address.")) from None
+
+
+def check_password(password: str, username: str) -> None:
+    """At least 8 characters, letters and digits, and not the (normalised) login itself."""
+    if len(password) < 8:
+        raise ValidationFailed(_l("The password must have at least 8 characters."))
+    if not (re.search(r"[A-Za-z]", password) and re.search(r"\d", password)):
+        raise ValidationFailed(_l("The password must contain both letters and digits."))
+    logins = {username.lower().lstrip("+")}
+    if username.startswith("+"):
+        # A mobile login as people type it: without the country code.
+        logins.add(str(phonenumbers.parse(username).national_number))
+    if any(login in password.lower() for login in logins):
+        raise ValidationFailed(_l("The password must not contain the login."))

@@ -1,13 +1,36 @@
 """Read APIs over the same scoped data interface as the views."""
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 from flask_appbuilder.api import ModelRestApi
+from flask_appbuilder.api.convert import Model2SchemaConverter
+from flask_appbuilder.api.schemas import get_list_schema
+from flask_appbuilder.const import API_PAGE_INDEX_RIS_KEY
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from marshmallow.fields import Field
 
 from app import models as m
 from app.security import write_scope
 from app.views.base import ScopedInterface
 from app.views.labels import COLUMN_LABELS
+
+# FAB hands any page number to OFFSET, where a negative (or huge) one is a database error:
+# pages count from 0 and stay within what OFFSET can take.
+MAX_PAGE = 2 ** 31 - 1
+PAGED_LIST_SCHEMA = copy.deepcopy(get_list_schema)
+PAGED_LIST_SCHEMA["properties"][API_PAGE_INDEX_RIS_KEY].update(minimum=0, maximum=MAX_PAGE)
+
+
+class CiieModel2SchemaConverter(Model2SchemaConverter):
+    def _column2enum(self, datamodel: Any, column: Any) -> Field:
+        field = super()._column2enum(datamodel, column)
+        # FAB forgets that a nullable enum column holds null (a person's tag before the lock):
+        # the OpenAPI document then refused the null the API answers.
+        field.allow_none = datamodel.is_nullable(column.name)
+        return field
 
 
 class ScopedModelRestApi(ModelRestApi):
@@ -16,10 +39,38 @@ class ScopedModelRestApi(ModelRestApi):
 
     allow_browser_login = False
     version = "v1"
+    model2schemaconverter = CiieModel2SchemaConverter
+    _apispec_parameter_schemas = {**ModelRestApi._apispec_parameter_schemas,
+                                  "get_list_schema": PAGED_LIST_SCHEMA}
 
     def __init__(self) -> None:
         self.label_columns = {**COLUMN_LABELS, **(type(self).label_columns or {})}
         super().__init__()
+
+    def operation_helper(self, path: Any = None, operations: Any = None, methods: Any = None,
+                         func: Any = None, **kwargs: Any) -> None:
+        super().operation_helper(path=path, operations=operations, methods=methods, func=func,
+                                 **kwargs)
+        # FAB's docstrings describe three answers wrongly: ids are integers, and the add and
+        # edit columns of _info are lists of column descriptions.
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get(200, {})
+            properties = (answer.get("content", {}).get("application/json", {})
+                          .get("schema", {}).get("properties", {}))
+            if "id" in properties:
+                properties["id"]["type"] = "integer"
+            if "ids" in properties:
+                properties["ids"]["items"] = {"type": "integer"}
+            for name in ("add_columns", "edit_columns"):
+                if name in properties:
+                    properties[name] = {"type": "array", "items": {"type": "object"}}
+
+    def get_list_headless(self, **kwargs: Any) -> Any:
+        page = kwargs.get("rison", {}).get(API_PAGE_INDEX_RIS_KEY, 0)
+        if not 0 <= page <= MAX_PAGE:
+            return self.response_400(message=_("Pages are numbered from 0 to %(last)s.",
+                                                last=MAX_PAGE))
+        return super().get_list_headless(**kwargs)
 
     def put_headless(self, pk):
         with write_scope():

@@ -40,7 +40,7 @@ from app import models as m
 from app.clock import SHANGHAI
 from app.extensions import db
 from app.formatting import fmt_money, fmt_value
-from app.security import current_actor, get_scoped, scoped, write_scope
+from app.security import current_actor, get_scoped, row_id, scoped, write_scope
 from app.views.labels import COLUMN_LABELS
 from app.workflow import BatchResult, WorkflowError
 from app.workflow.audit import record
@@ -154,6 +154,12 @@ class ScopedInterface(SQLAInterface):
         if self.options:
             query = query.options(*self.options)
         return super()._apply_inner_all(query, *args, **kwargs)
+
+    def get(self, id: Any, *args: Any, **kwargs: Any) -> Any:
+        # A tampered id the column cannot hold is not found, like any other unknown id.
+        if row_id(self.obj, id) is None:
+            return None
+        return super().get(id, *args, **kwargs)
 
     def get_related_interface(self, col_name: str) -> "ScopedInterface":
         return ScopedInterface(self.get_related_model(col_name))
@@ -421,13 +427,11 @@ class ScopedModelView(ModelView):
     # ---- actions ------------------------------------------------------------------------
 
     def _selection_from_pks(self, pks: list[str]) -> Selection:
-        try:
-            ids = sorted({int(pk) for pk in pks})
-        except ValueError:
-            abort(400)
-        if not ids:
-            abort(400)
         model = self.datamodel.obj
+        parsed = {row_id(model, pk) for pk in pks}
+        if not parsed or None in parsed:
+            abort(400)
+        ids = sorted(parsed)
         stmt = scoped(sa.select(model.id).where(model.id.in_(ids)), model)
         found = set(db.session.scalars(stmt))
         if found != set(ids):

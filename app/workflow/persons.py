@@ -99,6 +99,29 @@ def store_photo(file_storage) -> tuple[str, str]:
     return storage.store(data, ext), storage.store(buffer.getvalue(), "jpg")
 
 
+def write_person_data(registration: m.PersonRegistration, person: m.Person, data: PersonData,
+                      edition: m.Edition) -> None:
+    """Put cleaned data on the person and its registration and flush: the database refuses an
+    ID document entered twice in one edition (or twice in one unit)."""
+    person.name = data.name
+    person.gender = data.gender
+    person.id_type = data.id_type
+    person.id_number = data.id_number
+    person.nationality = data.nationality
+    person.mobile = data.mobile
+    person.email = data.email
+    person.job_title = data.job_title
+    registration.id_key = id_key(data.id_type, data.id_number)
+    registration.entry_days = edition.days_to_mask(data.entry_dates)
+    try:
+        db.session.add(registration)
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise WorkflowError(_l("A person with this ID document is already registered for "
+                               "this edition."), 409) from None
+
+
 def save_person(actor: Actor, data: PersonData, registration_id: int | None = None,
                 photo=None) -> m.PersonRegistration:
     """Create a draft person of the actor's unit, or change one that is still a draft.
@@ -129,23 +152,7 @@ def save_person(actor: Actor, data: PersonData, registration_id: int | None = No
     old_files = (person.photo_key, person.thumb_key) if photo else (None, None)
     if photo:
         person.photo_key, person.thumb_key = store_photo(photo)
-    person.name = data.name
-    person.gender = data.gender
-    person.id_type = data.id_type
-    person.id_number = data.id_number
-    person.nationality = data.nationality
-    person.mobile = data.mobile
-    person.email = data.email
-    person.job_title = data.job_title
-    registration.id_key = id_key(data.id_type, data.id_number)
-    registration.entry_days = edition.days_to_mask(data.entry_dates)
-    try:
-        db.session.add(registration)
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise WorkflowError(_l("A person with this ID document is already registered for "
-                               "this edition."), 409) from None
+    write_person_data(registration, person, data, edition)
     record(actor, "person_registration", registration.id,
            "create" if before is None else "update",
            to_state=registration.status if before is None else None,
