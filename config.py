@@ -98,6 +98,7 @@ class Config:
     MAIL_DEFAULT_SENDER = _env("MAIL_DEFAULT_SENDER", "noreply@ciie.local")
     # With no SMTP server (the embedded default) e-mails are written to the log instead.
     MAIL_BACKEND = _env("MAIL_BACKEND", "log")
+    MAIL_OUTBOX = _env("MAIL_OUTBOX", os.path.join(INSTANCE_DIR, "mail-outbox.jsonl"))
     # Flask-Mail would drop mail when TESTING; the tests talk to a real SMTP server instead.
     MAIL_SUPPRESS_SEND = False
     SMS_BACKEND = _env("SMS_BACKEND", "log")
