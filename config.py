@@ -59,6 +59,9 @@ class Config:
     # Background jobs: without REDIS_URL every job runs inline in the request.
     REDIS_URL = _env("REDIS_URL")
     RQ_QUEUE = _env("RQ_QUEUE", "ciie")
+    # Batches larger than this run as background tasks (with a progress page) when Redis is on.
+    BATCH_INLINE_MAX = int(_env("BATCH_INLINE_MAX", "2000"))
+    TASK_TIMEOUT = int(_env("TASK_TIMEOUT", "3600"))
     RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", REDIS_URL or "memory://")
 
     # i18n: zh is the default; the navbar switches between the two.
@@ -150,6 +153,7 @@ def get_config(name: str | None = None) -> type[Config]:
 _SELF_SERVICE = [
     (r"^CiieUserDBModelView$", r"^(can_userinfo|resetmypassword|userinfoedit)$"),
     (r"^(ResetMyPasswordView|UserInfoEditView)$", r"^can_this_form_(get|post)$"),
+    (r"^Tasks$", r"^can_show$"),
 ]
 _READ_API = r"^can_(get|get_list|info)$"
 
@@ -177,7 +181,8 @@ CIIE_ROLES = {
     ],
     "delegation": _SELF_SERVICE + [
         (r"^DelegationUnits$", r"^(can_(list|show)|approve_units|return_units|reject_units)$"),
-        (r"^DelegationPersons$", r"^can_(list|show|reveal)$"),
+        (r"^DelegationPersons$", r"^(can_(list|show|reveal)|tag_(visitor|staff|vip)|"
+                                 r"lock_persons)$"),
         (r"^DelegationDocuments$", r"^can_(list|show|download)$"),
         (r"^PersonFiles$", r"^can_photo$"),
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),

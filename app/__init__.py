@@ -58,6 +58,7 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
 
         register_views(appbuilder)
         from app.api import register_apis
+        from app.workflow import operations  # noqa: F401  (registers the batch operations)
 
         register_apis(appbuilder)
         # FAB rate-limits only the web login; the API's token login gets the same treatment.

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User as FabUser
 from flask_babel import lazy_gettext as _l
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 metadata = Model.metadata
 # Named constraints make Alembic's SQLite batch mode and error messages predictable. FAB's own
@@ -272,6 +272,13 @@ class NotificationStatus(LabelledEnum):
     failed = "failed"
 
 
+class TaskStatus(LabelledEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
 class ScanResult(LabelledEnum):
     valid = "valid"
     not_today = "not_today"
@@ -378,6 +385,10 @@ _LABEL_PAIRS = [
     (NotificationStatus.queued, _l("Queued")),
     (NotificationStatus.sent, _l("Sent")),
     (NotificationStatus.failed, _l("Failed")),
+    (TaskStatus.queued, _l("Waiting to start")),
+    (TaskStatus.running, _l("Running")),
+    (TaskStatus.done, _l("Finished")),
+    (TaskStatus.failed, _l("Failed")),
     (ScanResult.valid, _l("Valid")),
     (ScanResult.not_today, _l("Not an entry date")),
     (ScanResult.deactivated, _l("Badge deactivated")),
@@ -685,6 +696,22 @@ class UnitRegistration(TimestampMixin, Model):
         return self.unit_number or f"#{self.id}"
 
 
+# Search columns for review queues: the unit's name, code, category and region, read from the
+# unit row (deferred: loaded only when a filter or a page asks for them).
+UnitRegistration.unit_name = column_property(
+    sa.select(Unit.name).where(Unit.id == UnitRegistration.unit_id).scalar_subquery(),
+    deferred=True)
+UnitRegistration.unit_uscc = column_property(
+    sa.select(Unit.login).where(Unit.id == UnitRegistration.unit_id).scalar_subquery(),
+    deferred=True)
+UnitRegistration.unit_category = column_property(
+    sa.select(Unit.category).where(Unit.id == UnitRegistration.unit_id).scalar_subquery(),
+    deferred=True)
+UnitRegistration.unit_region = column_property(
+    sa.select(Unit.region).where(Unit.id == UnitRegistration.unit_id).scalar_subquery(),
+    deferred=True)
+
+
 unit_registration_zone = sa.Table(
     "unit_registration_zone",
     metadata,
@@ -843,6 +870,12 @@ class PersonRegistration(TimestampMixin, Model):
     @property
     def entry_dates(self) -> list[date]:
         return self.edition.mask_to_days(self.entry_days)
+
+    person_name = column_property(
+        sa.select(Person.name).where(Person.id == person_id).scalar_subquery(), deferred=True)
+    unit_name = column_property(
+        sa.select(Unit.name).join(UnitRegistration, UnitRegistration.unit_id == Unit.id)
+        .where(UnitRegistration.id == unit_registration_id).scalar_subquery(), deferred=True)
 
     @property
     def photo(self) -> int | None:
@@ -1300,6 +1333,30 @@ class AuditEvent(Model):
     detail: Mapped[Optional[dict]] = mapped_column(sa.JSON)
 
     actor: Mapped[Optional["CiieUser"]] = relationship(foreign_keys=[actor_id])
+
+
+class BackgroundTask(Model):
+    """A long batch action or export running in a worker: progress, then its report or file."""
+
+    __tablename__ = "background_task"
+    __table_args__ = (
+        sa.CheckConstraint("processed >= 0 AND processed <= total", name="progress_in_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    operation: Mapped[str] = mapped_column(sa.String(60), nullable=False)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("ab_user.id"), nullable=False, index=True)
+    status: Mapped[TaskStatus] = enum_column(TaskStatus, default=TaskStatus.queued,
+                                             nullable=False)
+    total: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    processed: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    # What to run on: ids, a reason, filters (set when the task is created, read by the job).
+    params: Mapped[Optional[dict]] = mapped_column(sa.JSON)
+    # The report: counts and the refused rows with their reasons, or the error.
+    result: Mapped[Optional[dict]] = mapped_column(sa.JSON)
+    file_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
 
 
 class Counter(Model):

@@ -430,6 +430,12 @@ RULES[m.LockBatch] = _owned_by_delegation(m.LockBatch)
 RULES[m.DelegationExtension] = _owned_by_delegation(m.DelegationExtension)
 
 
+@rule(m.BackgroundTask)
+def _task_rule(actor: Actor, mode: str) -> Any:
+    """A task is its starter's: its report may name rows of that actor's scope only."""
+    return _any(actor.user_id is not None and m.BackgroundTask.user_id == actor.user_id)
+
+
 @rule(m.Edition, m.Delegation, m.Zone, m.Organiser)
 def _reference_rule(actor: Actor, mode: str) -> Any:
     """Reference data: every signed-in actor reads it (drop-downs); admins change it."""

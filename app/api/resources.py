@@ -10,6 +10,7 @@ from flask_appbuilder.api.schemas import get_list_schema
 from flask_appbuilder.const import API_PAGE_INDEX_RIS_KEY
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from marshmallow import fields
 from marshmallow.fields import Field
 
 from app import models as m
@@ -31,6 +32,14 @@ class CiieModel2SchemaConverter(Model2SchemaConverter):
         # the OpenAPI document then refused the null the API answers.
         field.allow_none = datamodel.is_nullable(column.name)
         return field
+
+    def _column2field(self, datamodel: Any, column: Any, nested: bool = True,
+                      parent_schema_name: str | None = None) -> Field:
+        # Search-only expressions (column_property over another table) are never sent or set
+        # through the API; FAB's converter would read Column attributes a Label lacks.
+        if datamodel._is_expression(column.name):
+            return fields.Raw(dump_only=True)
+        return super()._column2field(datamodel, column, nested, parent_schema_name)
 
 
 class ScopedModelRestApi(ModelRestApi):

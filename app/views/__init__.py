@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _l
 
-from app.views import admin, delegation, events, finance, journey, registration, review, unit
+from app.views import admin, delegation, events, finance, journey, registration, review, tasks, unit
 
 
 def register_views(appbuilder: AppBuilder) -> None:
@@ -34,6 +34,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     add(unit.UnitApplicationView, "Unit applications", _l("Event applications"), "fa-inbox",
         *journey_menu)
     appbuilder.add_view_no_menu(journey.PersonFileView)
+    appbuilder.add_view_no_menu(tasks.TaskView)
 
     deleg = ("Delegation", _l("Delegation"), "fa-sitemap")
     add(delegation.DelegationUnitView, "Delegation units", _l("Units"), "fa-building", *deleg)

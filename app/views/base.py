@@ -38,7 +38,7 @@ from wtforms.widgets import html_params
 
 from app import models as m
 from app.clock import SHANGHAI
-from app.extensions import db
+from app.extensions import db, queue
 from app.formatting import fmt_money, fmt_value
 from app.security import current_actor, get_scoped, row_id, scoped, write_scope
 from app.views.labels import COLUMN_LABELS
@@ -160,6 +160,22 @@ class ScopedInterface(SQLAInterface):
         if row_id(self.obj, id) is None:
             return None
         return super().get(id, *args, **kwargs)
+
+    def _is_expression(self, col_name: str) -> bool:
+        """A column_property over another table (search-only columns) is a Label, not a Column."""
+        return isinstance(self.list_columns.get(col_name), sa.sql.elements.Label)
+
+    def is_nullable(self, col_name: str) -> bool:
+        return True if self._is_expression(col_name) else super().is_nullable(col_name)
+
+    def is_unique(self, col_name: str) -> bool:
+        return False if self._is_expression(col_name) else super().is_unique(col_name)
+
+    def is_pk(self, col_name: str) -> bool:
+        return False if self._is_expression(col_name) else super().is_pk(col_name)
+
+    def is_fk(self, col_name: str) -> bool:
+        return False if self._is_expression(col_name) else super().is_fk(col_name)
 
     def get_related_interface(self, col_name: str) -> "ScopedInterface":
         return ScopedInterface(self.get_related_model(col_name))
@@ -447,6 +463,19 @@ class ScopedModelView(ModelView):
         query = self.datamodel._apply_inner_all(query, joined)
         query = query.with_entities(model.id).order_by(None)
         return Selection(model, query.statement)
+
+    def run_operation(self, name: str, selection: Selection):
+        """Run a registered batch operation on the selection: inline when small (or without
+        Redis), else as a background task whose page shows progress and then the report."""
+        from app.tasks import OPERATIONS, start_task
+
+        actor = current_actor()
+        ids = selection.id_list()
+        params = {"ids": ids, "reason": request.form.get("reason")}
+        if len(ids) > current_app.config["BATCH_INLINE_MAX"] and not queue.inline:
+            task = start_task(actor, name, params, len(ids))
+            return redirect(url_for("TaskView.show", task_id=task.id))
+        return OPERATIONS[name](actor, params, lambda *_args: None)
 
     def _run_action(self, name: str, build: Callable[[], Selection]):
         action = self.actions.get(name)

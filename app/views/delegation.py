@@ -1,9 +1,9 @@
 """The delegation's dashboard: review its units, see its persons (ID and mobile masked)."""
 from __future__ import annotations
 
-from flask import abort, jsonify, request
+from flask import abort, jsonify
 from flask_appbuilder.baseviews import expose
-from flask_appbuilder.models.sqla.filters import FilterEqualFunction
+from flask_appbuilder.models.sqla.filters import FilterEqualFunction, FilterNotEqual
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import lazy_gettext as _l
 
@@ -13,7 +13,6 @@ from app.security import current_actor, get_scoped
 from app.views.base import ScopedInterface, ScopedModelView, Selection, batch_action, download_link
 from app.views.labels import MASKED, fmt_entry_days
 from app.views.unit import current_edition_id
-from app.workflow import units
 from app.workflow.audit import record
 
 
@@ -46,7 +45,9 @@ class DelegationUnitView(ScopedModelView):
                     "sub_delegation", "status", "unit_number", "review_reason", "contact_name",
                     "contact_title", "contact_mobile", "contact_email", "purchase_intentions",
                     "zones", "reason", "referral_code", "submitted_at", "reviewed_at"]
-    search_columns = ["status", "sub_delegation", "submitted_at"]
+    search_columns = ["status", "unit_name", "unit_uscc", "unit_category", "unit_region",
+                      "sub_delegation", "submitted_at"]
+    search_form_query_rel_fields = {"sub_delegation": [["parent_id", FilterNotEqual, None]]}
     related_views = [DelegationDocumentView]
     base_permissions = ["can_list", "can_show"]
     formatters_columns = {"contact_mobile": MASKED["contact_mobile"]}
@@ -55,15 +56,15 @@ class DelegationUnitView(ScopedModelView):
     @batch_action("approve_units", _l("Approve"),
                   _l("Approved units get their unit number."), "fa-check")
     def approve_units(self, selection: Selection):
-        return units.approve_units(current_actor(), selection.ids)
+        return self.run_operation("approve_units", selection)
 
     @batch_action("return_units", _l("Return for changes"), None, "fa-undo")
     def return_units(self, selection: Selection):
-        return units.return_units(current_actor(), selection.ids, request.form.get("reason"))
+        return self.run_operation("return_units", selection)
 
     @batch_action("reject_units", _l("Reject"), None, "fa-times")
     def reject_units(self, selection: Selection):
-        return units.reject_units(current_actor(), selection.ids, request.form.get("reason"))
+        return self.run_operation("reject_units", selection)
 
 
 class DelegationPersonView(ScopedModelView):
@@ -82,9 +83,28 @@ class DelegationPersonView(ScopedModelView):
                     "person.id_type", "person.id_number", "person.nationality", "person.mobile",
                     "person.job_title", "tag", "previous_tag", "entry_days", "status",
                     "is_reuse"]
-    search_columns = ["status", "tag", "is_reuse"]
+    search_columns = ["status", "tag", "is_reuse", "person_name", "unit_name",
+                      "submitted_at"]
     base_permissions = ["can_list", "can_show", "can_reveal"]
     show_template = "ciie/person_show.html"
+
+    @batch_action("tag_visitor", _l("Tag: professional visitor"), None, "fa-tag")
+    def tag_visitor(self, selection: Selection):
+        return self.run_operation("tag_visitor", selection)
+
+    @batch_action("tag_staff", _l("Tag: staff"), None, "fa-tag")
+    def tag_staff(self, selection: Selection):
+        return self.run_operation("tag_staff", selection)
+
+    @batch_action("tag_vip", _l("Tag: VIP"), None, "fa-tag")
+    def tag_vip(self, selection: Selection):
+        return self.run_operation("tag_vip", selection)
+
+    @batch_action("lock_persons", _l("Lock and submit"),
+                  _l("After the lock the tags cannot change. Visitors will be asked to pay; "
+                     "staff and VIPs go to security review."), "fa-lock")
+    def lock_persons(self, selection: Selection):
+        return self.run_operation("lock_persons", selection)
     formatters_columns = {"person.id_number": MASKED["person.id_number"],
                           "person.mobile": MASKED["person.mobile"],
                           "entry_days": fmt_entry_days}

@@ -1,0 +1,57 @@
+"""The page of a background task: a progress bar while it runs, then its report or file."""
+from __future__ import annotations
+
+from flask import abort, current_app, jsonify, send_from_directory
+from flask_appbuilder import BaseView, expose
+from flask_appbuilder.security.decorators import has_access, permission_name
+
+from app import models as m
+from app.formatting import fmt_datetime
+from app.security import get_scoped
+
+
+def _task(task_id: int) -> m.BackgroundTask:
+    task = get_scoped(m.BackgroundTask, task_id)
+    if task is None:
+        abort(404)
+    return task
+
+
+def task_state(task: m.BackgroundTask) -> dict:
+    percent = 100 if task.status is m.TaskStatus.done else (
+        int(task.processed * 100 / task.total) if task.total else 0)
+    return {"status": task.status.value, "label": str(task.status.label),
+            "processed": task.processed, "total": task.total, "percent": percent,
+            "result": task.result, "has_file": bool(task.file_key),
+            "finished_at": fmt_datetime(task.finished_at)}
+
+
+class TaskView(BaseView):
+    """Every signed-in role may follow its own tasks (scoped to the user who started them)."""
+
+    route_base = "/tasks"
+    class_permission_name = "Tasks"
+
+    @expose("/<int:task_id>")
+    @has_access
+    @permission_name("show")
+    def show(self, task_id: int):
+        task = _task(task_id)
+        return self.render_template("ciie/task.html", task=task, state=task_state(task))
+
+    @expose("/<int:task_id>/status")
+    @has_access
+    @permission_name("show")
+    def status(self, task_id: int):
+        return jsonify(task_state(_task(task_id)))
+
+    @expose("/<int:task_id>/file")
+    @has_access
+    @permission_name("show")
+    def file(self, task_id: int):
+        task = _task(task_id)
+        if not task.file_key:
+            abort(404)
+        download = (task.result or {}).get("filename") or task.file_key
+        return send_from_directory(current_app.config["UPLOAD_FOLDER"], task.file_key,
+                                   as_attachment=True, download_name=download)

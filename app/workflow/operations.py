@@ -1,0 +1,48 @@
+"""Batch operations by name: what a view runs inline for small selections and a background
+task runs for large ones (see app.tasks). Each takes the actor, {"ids", "reason"}, progress."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from app import models as m
+from app.security import Actor
+from app.tasks import operation
+from app.workflow import locking, persons, units
+
+Progress = Callable[[int, int], None]
+
+
+@operation("approve_units")
+def approve_units(actor: Actor, params: dict, progress: Progress) -> Any:
+    return units.approve_units(actor, params["ids"])
+
+
+@operation("return_units")
+def return_units(actor: Actor, params: dict, progress: Progress) -> Any:
+    return units.return_units(actor, params["ids"], params.get("reason"))
+
+
+@operation("reject_units")
+def reject_units(actor: Actor, params: dict, progress: Progress) -> Any:
+    return units.reject_units(actor, params["ids"], params.get("reason"))
+
+
+@operation("submit_persons")
+def submit_persons(actor: Actor, params: dict, progress: Progress) -> Any:
+    return persons.submit_persons(actor, params["ids"])
+
+
+def _tagger(tag: m.Tag) -> Callable[[Actor, dict, Progress], Any]:
+    def tag_them(actor: Actor, params: dict, progress: Progress) -> Any:
+        return locking.tag_persons(actor, params["ids"], tag)
+
+    return tag_them
+
+
+for _tag in m.Tag:
+    operation(f"tag_{_tag.value}")(_tagger(_tag))
+
+
+@operation("lock_persons")
+def lock_persons(actor: Actor, params: dict, progress: Progress) -> Any:
+    return locking.lock_persons(actor, params["ids"])
