@@ -274,6 +274,8 @@ def worker_env(database_url, smtp_server, redis_url):
         "CIIE_CONFIG": "test", "DATABASE_URL": database_url, "REDIS_URL": redis_url,
         "MAIL_BACKEND": "smtp", "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(smtp_server.port),
         "FLASK_APP": "run.py", "PYTHONPATH": ROOT, "SMS_OUTBOX": SMS_OUTBOX,
+        # The worker runs on the same business clock as the tests.
+        "CIIE_NOW": DEMO_NOW.isoformat(),
     })
     return env
 

@@ -477,6 +477,13 @@ class ScopedModelView(ModelView):
             return redirect(url_for("TaskView.show", task_id=task.id))
         return OPERATIONS[name](actor, params, lambda *_args: None)
 
+    def _back_to_list(self):
+        """Back to the page the action was started from (with its filters), else the list."""
+        referrer = request.referrer or ""
+        if referrer.startswith(request.host_url):
+            return redirect(referrer)
+        return redirect(url_for(f"{self.endpoint}.list"))
+
     def _run_action(self, name: str, build: Callable[[], Selection]):
         action = self.actions.get(name)
         if action is None:
@@ -491,10 +498,10 @@ class ScopedModelView(ModelView):
             except WorkflowError as exc:
                 db.session.rollback()
                 flash(str(exc.message), "danger")
-                return redirect(self.get_redirect())
+                return self._back_to_list()
         if isinstance(result, BatchResult):
             flash_batch_result(result)
-            return redirect(self.get_redirect())
+            return self._back_to_list()
         return result
 
     @expose("/action/<string:name>/<pk>", methods=["POST"])

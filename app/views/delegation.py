@@ -30,43 +30,6 @@ class DelegationDocumentView(ScopedModelView):
     formatters_columns = {"storage_key": download_link("DelegationDocumentView")}
 
 
-class DelegationUnitView(ScopedModelView):
-    """Units of the delegation (and its sub-delegations); roll-ups are read-only."""
-
-    route_base = "/delegation/units"
-    class_permission_name = "DelegationUnits"
-    datamodel = ScopedInterface(m.UnitRegistration)
-    title = _l("Units")
-    base_filters = [["edition_id", FilterEqualFunction, current_edition_id]]
-    base_order = ("id", "desc")
-    list_columns = ["unit.name", "unit.uscc", "unit.region", "unit.category", "sub_delegation",
-                    "status", "unit_number", "submitted_at"]
-    show_columns = ["unit.name", "unit.uscc", "unit.region", "unit.category", "delegation",
-                    "sub_delegation", "status", "unit_number", "review_reason", "contact_name",
-                    "contact_title", "contact_mobile", "contact_email", "purchase_intentions",
-                    "zones", "reason", "referral_code", "submitted_at", "reviewed_at"]
-    search_columns = ["status", "unit_name", "unit_uscc", "unit_category", "unit_region",
-                      "sub_delegation", "submitted_at"]
-    search_form_query_rel_fields = {"sub_delegation": [["parent_id", FilterNotEqual, None]]}
-    related_views = [DelegationDocumentView]
-    base_permissions = ["can_list", "can_show"]
-    formatters_columns = {"contact_mobile": MASKED["contact_mobile"]}
-    reason_actions = ("return_units", "reject_units")
-
-    @batch_action("approve_units", _l("Approve"),
-                  _l("Approved units get their unit number."), "fa-check")
-    def approve_units(self, selection: Selection):
-        return self.run_operation("approve_units", selection)
-
-    @batch_action("return_units", _l("Return for changes"), None, "fa-undo")
-    def return_units(self, selection: Selection):
-        return self.run_operation("return_units", selection)
-
-    @batch_action("reject_units", _l("Reject"), None, "fa-times")
-    def reject_units(self, selection: Selection):
-        return self.run_operation("reject_units", selection)
-
-
 class DelegationPersonView(ScopedModelView):
     """Persons of the delegation's units; ID and mobile numbers are masked."""
 
@@ -122,3 +85,40 @@ class DelegationPersonView(ScopedModelView):
                detail={"fields": ["id_number", "mobile"], "via": "delegation"})
         db.session.commit()
         return jsonify({"id_number": person.id_number, "mobile": person.mobile})
+
+
+class DelegationUnitView(ScopedModelView):
+    """Units of the delegation (and its sub-delegations); roll-ups are read-only."""
+
+    route_base = "/delegation/units"
+    class_permission_name = "DelegationUnits"
+    datamodel = ScopedInterface(m.UnitRegistration)
+    title = _l("Units")
+    base_filters = [["edition_id", FilterEqualFunction, current_edition_id]]
+    base_order = ("id", "desc")
+    list_columns = ["unit.name", "unit.uscc", "unit.region", "unit.category", "sub_delegation",
+                    "status", "unit_number", "submitted_at"]
+    show_columns = ["unit.name", "unit.uscc", "unit.region", "unit.category", "delegation",
+                    "sub_delegation", "status", "unit_number", "review_reason", "contact_name",
+                    "contact_title", "contact_mobile", "contact_email", "purchase_intentions",
+                    "zones", "reason", "referral_code", "submitted_at", "reviewed_at"]
+    search_columns = ["status", "unit_name", "unit_uscc", "unit_category", "unit_region",
+                      "sub_delegation", "submitted_at"]
+    search_form_query_rel_fields = {"sub_delegation": [["parent_id", FilterNotEqual, None]]}
+    related_views = [DelegationDocumentView, DelegationPersonView]
+    base_permissions = ["can_list", "can_show"]
+    formatters_columns = {"contact_mobile": MASKED["contact_mobile"]}
+    reason_actions = ("return_units", "reject_units")
+
+    @batch_action("approve_units", _l("Approve"),
+                  _l("Approved units get their unit number."), "fa-check")
+    def approve_units(self, selection: Selection):
+        return self.run_operation("approve_units", selection)
+
+    @batch_action("return_units", _l("Return for changes"), None, "fa-undo")
+    def return_units(self, selection: Selection):
+        return self.run_operation("return_units", selection)
+
+    @batch_action("reject_units", _l("Reject"), None, "fa-times")
+    def reject_units(self, selection: Selection):
+        return self.run_operation("reject_units", selection)
