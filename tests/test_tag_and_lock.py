@@ -184,3 +184,55 @@ def test_large_batches_run_as_a_task_with_a_progress_page(database_url, smtp_ser
     assert state(world, "赵敏") == (PS.submitted, T.vip)
     # The task and its report belong to the user who started it.
     assert Client(redis_app, "zj-delegation").get(task_url + "/status").status_code == 404
+
+
+def persons_of(world, name_part: str, count: int, prefix: str) -> list[int]:
+    """`count` extra submitted persons of a unit, inserted directly (test data)."""
+    registration = world.registration(name_part)
+    ids = []
+    for i in range(count):
+        number = f"S{prefix}{i:06d}"
+        person = m.Person(unit_id=registration.unit_id, name=f"{prefix}{i:03d}",
+                          gender=m.Gender.male, id_type=m.IdType.passport, id_number=number)
+        pr = m.PersonRegistration(edition_id=registration.edition_id, person=person,
+                                  unit_registration_id=registration.id,
+                                  id_key=f"passport:{number}", status=PS.submitted,
+                                  entry_days=1)
+        db.session.add(pr)
+        db.session.flush()
+        ids.append(pr.id)
+    db.session.commit()
+    return ids
+
+
+def count_statements(app, call) -> int:
+    """How many SQL statements a call sends (executemany counts once)."""
+    seen = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", before)
+    try:
+        call()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", before)
+    return len(seen)
+
+
+def test_batches_cost_the_same_statements_for_few_or_many_rows(app, login, world):
+    approve(login, world, "徐汇贸易")
+    few, many = persons_of(world, "徐汇贸易", 3, "A"), persons_of(world, "徐汇贸易", 60, "B")
+    client = login("sh-delegation")
+    costs = {}
+    for name, ids in (("few", few), ("many", many)):
+        costs[name] = (count_statements(app, lambda ids=ids: client.action(
+                           "/delegation/persons", "tag_visitor", ids)),
+                       count_statements(app, lambda ids=ids: client.action(
+                           "/delegation/persons", "lock_persons", ids)))
+    assert costs["few"] == costs["many"], costs
+    db.session.expire_all()
+    assert {world.person("B059").status, world.person("A000").status} == {
+        PS.awaiting_payment}

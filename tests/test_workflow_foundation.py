@@ -139,3 +139,31 @@ def test_sixth_address_is_refused_and_default_moves_on_delete(login, world):
     defaults = db.session.scalars(sa.select(m.Address.slot).where(
         m.Address.unit_id == unit.id, m.Address.is_default)).all()
     assert defaults == [2]
+
+
+def test_admin_grants_an_audited_extension_in_beijing_time(login, world):
+    xuhui = world.registration("徐汇贸易")
+    shanghai = db.session.scalars(sa.select(m.Delegation).where(m.Delegation.code == "SH")).one()
+    clock.set_now(datetime.fromisoformat("2022-10-03T09:00:00+08:00"))
+    admin = login("admin")
+    refused = admin.post("/admin/extensions/add", data={
+        "edition": str(xuhui.edition_id), "delegation": str(shanghai.id),
+        "until": "2022-10-08 23:59:59", "reason": " "})
+    assert "请填写延期原因" in text_of(refused)
+    response = admin.post("/admin/extensions/add", data={
+        "edition": str(xuhui.edition_id), "delegation": str(shanghai.id),
+        "until": "2022-10-08 23:59:59", "reason": "疫情延期"})
+    assert response.status_code == 302
+    extension = db.session.scalars(sa.select(m.DelegationExtension)).one()
+    assert extension.until == datetime.fromisoformat("2022-10-08T23:59:59+08:00")
+    audit = db.session.scalars(sa.select(m.AuditEvent).where(
+        m.AuditEvent.record_type == "delegation_extension")).one()
+    assert audit.actor_name == "admin" and audit.action == "create"
+    login("sh-delegation").action("/delegation/units", "approve_units", [xuhui.id])
+    db.session.expire_all()
+    assert xuhui.status is US.approved
+    # The extension is Shanghai's: Zhejiang is still past its deadline.
+    client = login("zj-delegation")
+    response = client.action("/delegation/units", "approve_units",
+                             [world.registration("杭州进出口").id])
+    assert "截止" in text_of(client.get(response.headers["Location"]))
