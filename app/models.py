@@ -272,6 +272,11 @@ class NotificationStatus(LabelledEnum):
     failed = "failed"
 
 
+class StatementLineStatus(LabelledEnum):
+    unmatched = "unmatched"
+    matched = "matched"
+
+
 class TaskStatus(LabelledEnum):
     queued = "queued"
     running = "running"
@@ -385,6 +390,8 @@ _LABEL_PAIRS = [
     (NotificationStatus.queued, _l("Queued")),
     (NotificationStatus.sent, _l("Sent")),
     (NotificationStatus.failed, _l("Failed")),
+    (StatementLineStatus.unmatched, _l("Not matched")),
+    (StatementLineStatus.matched, _l("Matched")),
     (TaskStatus.queued, _l("Waiting to start")),
     (TaskStatus.running, _l("Running")),
     (TaskStatus.done, _l("Finished")),
@@ -986,6 +993,33 @@ class Payment(TimestampMixin, Model):
 
     def __repr__(self) -> str:
         return self.number
+
+
+class BankStatementLine(Model):
+    """A credit line of an imported bank statement, matched to a transfer payment."""
+
+    __tablename__ = "bank_statement_line"
+    __table_args__ = (
+        sa.UniqueConstraint("file_hash", "line_no"),
+        sa.CheckConstraint("amount_fen > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The same file imported twice adds nothing: lines are keyed by the file's hash.
+    file_hash: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    line_no: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    booked_on: Mapped[date] = mapped_column(sa.Date, nullable=False)
+    amount_fen: Mapped[int] = money_column(nullable=False)
+    reference: Mapped[str] = mapped_column(sa.String(200), default="", nullable=False)
+    payer_name: Mapped[Optional[str]] = mapped_column(sa.String(200))
+    payer_account: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    status: Mapped[StatementLineStatus] = enum_column(
+        StatementLineStatus, default=StatementLineStatus.unmatched, nullable=False)
+    payment_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("payment.id"), unique=True)
+    imported_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+    imported_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"))
+
+    payment: Mapped[Optional[Payment]] = relationship()
 
 
 class Invoice(TimestampMixin, Model):
