@@ -18,7 +18,7 @@ from app.clock import SHANGHAI, now
 from app.extensions import db
 from app.formatting import fmt_money
 from app.security import WRITE, Actor, get_scoped, scoped
-from app.workflow.audit import record, record_many
+from app.workflow.audit import record
 from app.workflow.editions import current_edition
 from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.notices import Notice, create_notices, enqueue_sends, render
