@@ -108,6 +108,11 @@ class Config:
     # The SMS sandbox appends each message here as a JSON line (the provider is out of reach).
     SMS_OUTBOX = _env("SMS_OUTBOX", os.path.join(INSTANCE_DIR, "sms-outbox.jsonl"))
 
+    # Where units send bank transfers (shown on the order page; the seller on invoices).
+    PAYEE_NAME = _env("PAYEE_NAME", "中国国际进口博览局")
+    PAYEE_BANK = _env("PAYEE_BANK", "中国银行上海市分行")
+    PAYEE_ACCOUNT = _env("PAYEE_ACCOUNT", "4500 0000 0000 0000 001")
+
     # Personal information
     PII_FULL_ROLES = ("reviewer",)  # besides the person's own unit
 
@@ -160,7 +165,9 @@ _READ_API = r"^can_(get|get_list|info)$"
 CIIE_ROLES = {
     "unit": _SELF_SERVICE + [
         (r"^UnitPersons$", r"^(can_(list|show|add|edit|delete)|submit_persons|accept_joins|"
-                           r"refuse_joins)$"),
+                           r"refuse_joins|order_badges|cancel_persons)$"),
+        (r"^UnitOrderPage$", r"^can_(show|cancel|pay)$"),
+        (r"^UnitRefunds$", r"^can_(list|show|request)$"),
         (r"^UnitDocuments$", r"^can_(list|show|add|delete|download)$"),
         (r"^UnitAddresses$", r"^(can_(list|show|add|edit|delete)|set_default)$"),
         (r"^UnitOrders$", r"^can_(list|show)$"),
@@ -172,7 +179,8 @@ CIIE_ROLES = {
         (r"^UnitApplications$", r"^(can_(list|show)|withdraw_applications)$"),
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
         (r"^(Registration|Unit information|Unit persons|Earlier persons|Unit documents|"
-         r"Addresses|Preview and submit|Unit orders|Unit events|Unit applications)$",
+         r"Addresses|Preview and submit|Unit orders|Unit refunds|Unit events|"
+         r"Unit applications)$",
          r"^menu_access$"),
     ],
     "person": _SELF_SERVICE + [
@@ -190,8 +198,15 @@ CIIE_ROLES = {
     ],
     "finance": _SELF_SERVICE + [
         (r"^FinanceOrders$", r"^can_(list|show)$"),
-        (r"^FinancePayments$", r"^can_(list|show|download)$"),
-        (r"^(Finance|Finance orders|Payments)$", r"^menu_access$"),
+        (r"^FinancePayments$", r"^can_(list|show)$"),
+        (r"^FinanceTransfers$", r"^(can_(list|show|voucher)|confirm_transfers|"
+                                r"reject_transfers)$"),
+        (r"^BankStatements$", r"^can_(list|show|import|match)$"),
+        (r"^FinanceRefunds$", r"^(can_(list|show)|approve_refunds|execute_refunds|"
+                              r"complete_refunds|reject_refunds)$"),
+        (r"^Reconciliation$", r"^can_show$"),
+        (r"^(Finance|Finance orders|Payments|Bank transfers|Bank statements|Finance refunds|"
+         r"Reconciliation)$", r"^menu_access$"),
     ],
     "reviewer": _SELF_SERVICE + [
         (r"^ReviewQueue$", r"^can_(list|show)$"),

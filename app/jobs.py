@@ -75,3 +75,26 @@ def _deliver(notification: m.Notification, subject: str, body: str) -> str:
     notification.last_error = None
     db.session.commit()
     return "sent"
+
+
+class ProviderPending(Exception):
+    """The provider has not settled the refund yet: rq tries again later."""
+
+
+def send_refund(refund_id: int) -> str:
+    """Refund an online payment through its provider. The refund number is the provider's
+    idempotency key, so a retried or doubled job never pays twice."""
+    from app.gateways.payments import gateway_for
+    from app.security import SYSTEM
+    from app.workflow.refunds import record_provider_answer
+
+    refund = db.session.get(m.Refund, refund_id)
+    if refund is None or refund.status is not m.RefundStatus.sent:
+        return "skipped"
+    payment = refund.payment
+    answer = gateway_for(payment.channel).refund(payment, refund.number, refund.amount_fen)
+    outcome = record_provider_answer(SYSTEM, refund_id, answer.status,
+                                     answer.provider_refund_id, answer.message)
+    if outcome == "pending":
+        raise ProviderPending(refund.number)
+    return outcome

@@ -991,6 +991,11 @@ class Payment(TimestampMixin, Model):
 
     order: Mapped[Order] = relationship()
 
+    @property
+    def voucher(self) -> int | None:
+        """The payment's id when a voucher was uploaded (views link it to the scoped file)."""
+        return self.id if self.voucher_key else None
+
     def __repr__(self) -> str:
         return self.number
 

@@ -221,7 +221,7 @@ def test_finance_sees_money_but_not_unit_or_delegation_pages(login, world):
     for url in ("/unit/persons/list/", "/delegation/units/list/", "/review/queue/list/",
                 "/unit/addresses/list/", "/admin/units/list/"):
         assert client.get(url).status_code == 403, url
-    assert client.get("/finance/payments/download/not-a-voucher.pdf").status_code == 404
+    assert client.get("/finance/transfers/voucher/999999").status_code == 404
 
 
 # ------------------------------------------------------------------------ reviewer --------

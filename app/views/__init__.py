@@ -4,7 +4,19 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _l
 
-from app.views import admin, delegation, events, finance, journey, registration, review, tasks, unit
+from app.views import (
+    admin,
+    delegation,
+    events,
+    finance,
+    journey,
+    orders,
+    refunds,
+    registration,
+    review,
+    tasks,
+    unit,
+)
 
 
 def register_views(appbuilder: AppBuilder) -> None:
@@ -29,11 +41,13 @@ def register_views(appbuilder: AppBuilder) -> None:
         *journey_menu)
     add(unit.UnitOrderView, "Unit orders", _l("Badge-fee orders"), "fa-shopping-cart",
         *journey_menu)
+    add(refunds.UnitRefundView, "Unit refunds", _l("Refunds"), "fa-undo", *journey_menu)
     add(unit.UnitEventView, "Unit events", _l("Supporting events"), "fa-calendar",
         *journey_menu)
     add(unit.UnitApplicationView, "Unit applications", _l("Event applications"), "fa-inbox",
         *journey_menu)
     appbuilder.add_view_no_menu(journey.PersonFileView)
+    appbuilder.add_view_no_menu(orders.UnitOrderPageView)
     appbuilder.add_view_no_menu(tasks.TaskView)
 
     deleg = ("Delegation", _l("Delegation"), "fa-sitemap")
@@ -45,6 +59,13 @@ def register_views(appbuilder: AppBuilder) -> None:
     money = ("Finance", _l("Finance"), "fa-yen-sign")
     add(finance.FinanceOrderView, "Finance orders", _l("Orders"), "fa-list", *money)
     add(finance.FinancePaymentView, "Payments", _l("Payments"), "fa-credit-card", *money)
+    add(finance.FinanceTransferView, "Bank transfers", _l("Bank transfers"), "fa-university",
+        *money)
+    add(finance.BankStatementView, "Bank statements", _l("Bank statements"), "fa-file-text",
+        *money)
+    add(finance.FinanceRefundView, "Finance refunds", _l("Refunds"), "fa-undo", *money)
+    add(finance.ReconciliationView, "Reconciliation", _l("Daily reconciliation"),
+        "fa-balance-scale", *money)
 
     reviewing = ("Security review", _l("Security review"), "fa-user-shield")
     add(review.ReviewQueueView, "Review queue", _l("Review queue"), "fa-list-check",

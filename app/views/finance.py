@@ -1,10 +1,39 @@
-"""Finance's dashboard: every order and payment (vouchers downloadable by finance only)."""
+"""Finance's dashboard: orders, payments, the bank-transfer queue with its vouchers, bank
+statements, refunds and the daily reconciliation."""
 from __future__ import annotations
 
+import io
+from datetime import date, timedelta
+
+from flask import (
+    abort,
+    current_app,
+    flash,
+    redirect,
+    request,
+    send_file,
+    send_from_directory,
+    url_for,
+)
+from flask_appbuilder import BaseView, expose
+from flask_appbuilder.models.sqla.filters import FilterEqual
+from flask_appbuilder.security.decorators import has_access, permission_name
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
 
 from app import models as m
-from app.views.base import ScopedInterface, ScopedModelView, download_link
+from app.clock import today_shanghai
+from app.security import current_actor, get_scoped
+from app.views.base import ScopedInterface, ScopedModelView, Selection, attempt, batch_action
+from app.workflow import reconciliation, statements
+
+
+def voucher_link(payment_id: int | None) -> Markup:
+    if not payment_id:
+        return Markup("")
+    return Markup('<a href="{}" target="_blank"><i class="fa fa-file"></i> {}</a>').format(
+        url_for("FinanceTransferView.voucher", payment_id=payment_id), _("Voucher"))
 
 
 class FinanceOrderView(ScopedModelView):
@@ -27,10 +56,168 @@ class FinancePaymentView(ScopedModelView):
     title = _l("Payments")
     base_order = ("id", "desc")
     list_columns = ["number", "order.number", "channel", "status", "amount_fen", "refunded_fen",
-                    "payer_name", "remitted_on", "voucher_key", "created_at"]
-    show_columns = list_columns + ["payer_bank", "payer_account", "reject_reason",
-                                   "confirmed_at"]
-    search_columns = ["number", "channel", "status"]
-    file_columns = ("voucher_key",)
-    base_permissions = ["can_list", "can_show", "can_download"]
-    formatters_columns = {"voucher_key": download_link("FinancePaymentView")}
+                    "payer_name", "provider_trade_no", "confirmed_at"]
+    show_columns = list_columns + ["payer_bank", "payer_account", "remitted_on",
+                                   "reject_reason", "created_at"]
+    search_columns = ["number", "channel", "status", "provider_trade_no", "confirmed_at"]
+    base_permissions = ["can_list", "can_show"]
+
+
+class FinanceTransferView(ScopedModelView):
+    """Bank transfers declared by units: open the voucher, confirm or reject, many at once."""
+
+    route_base = "/finance/transfers"
+    class_permission_name = "FinanceTransfers"
+    datamodel = ScopedInterface(m.Payment)
+    title = _l("Bank transfers")
+    base_filters = [["channel", FilterEqual, m.PaymentChannel.transfer]]
+    base_order = ("id", "asc")
+    list_columns = ["number", "order.number", "order.unit.name", "status", "amount_fen",
+                    "payer_name", "payer_bank", "payer_account", "remitted_on", "voucher",
+                    "reject_reason"]
+    show_columns = list_columns + ["payer_tax_id", "created_at", "confirmed_at"]
+    search_columns = ["status", "number", "payer_name", "remitted_on"]
+    base_permissions = ["can_list", "can_show", "can_voucher"]
+    formatters_columns = {"voucher": voucher_link}
+    label_columns = {"voucher": _l("Voucher")}
+    reason_actions = ("reject_transfers",)
+
+    @batch_action("confirm_transfers", _l("Confirm received"),
+                  _l("The orders become paid and their persons go to security review."),
+                  "fa-check")
+    def confirm_transfers(self, selection: Selection):
+        return self.run_operation("confirm_transfers", selection)
+
+    @batch_action("reject_transfers", _l("Reject the voucher"), None, "fa-times")
+    def reject_transfers(self, selection: Selection):
+        return self.run_operation("reject_transfers", selection)
+
+    @expose("/voucher/<int:payment_id>")
+    @has_access
+    @permission_name("voucher")
+    def voucher(self, payment_id: int):
+        payment = get_scoped(m.Payment, payment_id)
+        if payment is None or not payment.voucher_key:
+            abort(404)
+        return send_from_directory(current_app.config["UPLOAD_FOLDER"], payment.voucher_key)
+
+
+class BankStatementView(ScopedModelView):
+    """Imported bank statement lines; unmatched ones are matched by hand."""
+
+    route_base = "/finance/statements"
+    class_permission_name = "BankStatements"
+    datamodel = ScopedInterface(m.BankStatementLine)
+    title = _l("Bank statements")
+    list_template = "ciie/finance/statements.html"
+    base_order = ("id", "desc")
+    list_columns = ["id", "booked_on", "amount_fen", "reference", "payer_name",
+                    "payer_account", "status", "payment.number"]
+    show_columns = list_columns + ["imported_at"]
+    search_columns = ["status", "reference", "booked_on"]
+    base_permissions = ["can_list", "can_show", "can_import", "can_match"]
+    label_columns = {"booked_on": _l("Booked on"), "payment.number": _l("Payment")}
+
+    @expose("/import", methods=["POST"])
+    @has_access
+    @permission_name("import")
+    def import_file(self):
+        upload = request.files.get("statement")
+        if upload is None or not upload.filename:
+            flash(_("Choose a file to upload."), "warning")
+            return redirect(url_for("BankStatementView.list"))
+        data = upload.read(current_app.config["MAX_DOCUMENT_BYTES"] + 1)
+        outcome = {}
+        if attempt(lambda: outcome.update(report=statements.import_statement(
+                current_actor(), data))):
+            report = outcome["report"]
+            flash(_("%(lines)d lines read, %(new)d new, %(matched)d matched and confirmed.",
+                    lines=report.lines, new=report.new, matched=report.matched), "success")
+        return redirect(url_for("BankStatementView.list"))
+
+    @expose("/match/<int:line_id>", methods=["POST"])
+    @has_access
+    @permission_name("match")
+    def match(self, line_id: int):
+        attempt(lambda: statements.match_line(current_actor(), line_id,
+                                              request.form.get("order_number", "")),
+                _("Matched; the order is paid."))
+        return redirect(url_for("BankStatementView.list"))
+
+
+class FinanceRefundView(ScopedModelView):
+    """Refunds asked by units: approve, execute (back through the provider, or paid out by
+    the bank for transfers), confirm the bank's payment, or reject."""
+
+    route_base = "/finance/refunds"
+    class_permission_name = "FinanceRefunds"
+    datamodel = ScopedInterface(m.Refund)
+    title = _l("Refunds")
+    base_order = ("id", "desc")
+    list_columns = ["number", "unit.name", "payment.number", "payment.channel", "route",
+                    "amount_fen", "status", "attempts", "created_at", "done_at"]
+    show_columns = list_columns + ["account_name", "account_bank", "account_no",
+                                   "provider_refund_id", "reason"]
+    search_columns = ["status", "route", "number", "created_at"]
+    base_permissions = ["can_list", "can_show"]
+    reason_actions = ("reject_refunds",)
+    label_columns = {"payment.number": _l("Payment"), "payment.channel": _l("Payment method"),
+                     "done_at": _l("Refunded at")}
+
+    @batch_action("approve_refunds", _l("Approve"), None, "fa-check")
+    def approve_refunds(self, selection: Selection):
+        return self.run_operation("approve_refunds", selection)
+
+    @batch_action("execute_refunds", _l("Execute"),
+                  _l("Online payments are refunded through their provider; transfers are to be "
+                     "paid out by the bank."), "fa-paper-plane")
+    def execute_refunds(self, selection: Selection):
+        return self.run_operation("execute_refunds", selection)
+
+    @batch_action("complete_refunds", _l("Paid out by the bank"), None, "fa-university")
+    def complete_refunds(self, selection: Selection):
+        return self.run_operation("complete_refunds", selection)
+
+    @batch_action("reject_refunds", _l("Reject"), None, "fa-times")
+    def reject_refunds(self, selection: Selection):
+        return self.run_operation("reject_refunds", selection)
+
+
+def _day(value: str | None, default: date) -> date:
+    try:
+        return date.fromisoformat(value) if value else default
+    except ValueError:
+        return default
+
+
+class ReconciliationView(BaseView):
+    """Daily reconciliation: payments by channel, refunds, invoices issued and voided."""
+
+    route_base = "/finance/reconciliation"
+    default_view = "show"
+    class_permission_name = "Reconciliation"
+
+    def _period(self) -> tuple[date, date]:
+        until = _day(request.args.get("until"), today_shanghai())
+        since = _day(request.args.get("since"), until - timedelta(days=13))
+        return (since, until) if since <= until else (until, since)
+
+    @expose("/")
+    @has_access
+    @permission_name("show")
+    def show(self):
+        since, until = self._period()
+        table = reconciliation.daily(since, until)
+        return self.render_template("ciie/finance/reconciliation.html", table=table,
+                                    since=since, until=until)
+
+    @expose("/export")
+    @has_access
+    @permission_name("show")
+    def export(self):
+        since, until = self._period()
+        data = reconciliation.to_excel(reconciliation.daily(since, until))
+        return send_file(io.BytesIO(data), as_attachment=True,
+                         download_name=f"reconciliation-{since}-{until}.xlsx",
+                         mimetype="application/vnd.openxmlformats-officedocument."
+                                  "spreadsheetml.sheet")

@@ -26,7 +26,7 @@ from app.views.base import (
     flash_batch_result,
 )
 from app.views.labels import fmt_entry_days
-from app.workflow import addresses, documents, events, persons
+from app.workflow import addresses, documents, events, payments, persons
 from app.workflow.editions import current_edition
 
 
@@ -155,6 +155,18 @@ class UnitPersonView(ScopedModelView):
     def submit_persons(self, selection: Selection):
         return persons.submit_persons(current_actor(), selection.ids)
 
+    @batch_action("order_badges", _l("Submit badge order (pay)"),
+                  _l("The ticked persons awaiting payment go into one order."), "fa-credit-card")
+    def order_badges(self, selection: Selection):
+        order = payments.create_order(current_actor(), selection.id_list())
+        return redirect(url_for("UnitOrderPageView.show", order_id=order.id))
+
+    @batch_action("cancel_persons", _l("Cancel (withdraw)"),
+                  _l("Cancelled persons get no badge; if they were paid for, they can be "
+                     "refunded."), "fa-ban")
+    def cancel_persons(self, selection: Selection):
+        return self.run_operation("cancel_persons", selection)
+
     @batch_action("accept_joins", _l("Accept into the unit"), None, "fa-user-plus")
     def accept_joins(self, selection: Selection):
         return persons.decide_joins(current_actor(), selection.ids, accept=True)
@@ -276,6 +288,8 @@ class UnitOrderView(ScopedModelView):
     base_order = ("id", "desc")
     list_columns = ["number", "status", "fee_fen", "amount_fen", "created_at", "paid_at"]
     show_columns = list_columns
+    formatters_columns = {"number": lambda number: Markup('<a href="{}">{}</a>').format(
+        url_for("UnitOrderPageView.by_number", number=number), number)}
     search_columns = ["number", "status"]
     base_permissions = ["can_list", "can_show"]
 

@@ -7,7 +7,7 @@ from typing import Any, Callable
 from app import models as m
 from app.security import Actor
 from app.tasks import operation
-from app.workflow import locking, persons, units
+from app.workflow import locking, payments, persons, refunds, units
 
 Progress = Callable[[int, int], None]
 
@@ -46,3 +46,38 @@ for _tag in m.Tag:
 @operation("lock_persons")
 def lock_persons(actor: Actor, params: dict, progress: Progress) -> Any:
     return locking.lock_persons(actor, params["ids"])
+
+
+@operation("cancel_persons")
+def cancel_persons(actor: Actor, params: dict, progress: Progress) -> Any:
+    return persons.cancel_persons(actor, params["ids"], params.get("reason"))
+
+
+@operation("confirm_transfers")
+def confirm_transfers(actor: Actor, params: dict, progress: Progress) -> Any:
+    return payments.confirm_transfers(actor, params["ids"])
+
+
+@operation("reject_transfers")
+def reject_transfers(actor: Actor, params: dict, progress: Progress) -> Any:
+    return payments.reject_transfers(actor, params["ids"], params.get("reason"))
+
+
+@operation("approve_refunds")
+def approve_refunds(actor: Actor, params: dict, progress: Progress) -> Any:
+    return refunds.approve_refunds(actor, params["ids"])
+
+
+@operation("reject_refunds")
+def reject_refunds(actor: Actor, params: dict, progress: Progress) -> Any:
+    return refunds.reject_refunds(actor, params["ids"], params.get("reason"))
+
+
+@operation("execute_refunds")
+def execute_refunds(actor: Actor, params: dict, progress: Progress) -> Any:
+    return refunds.execute_refunds(actor, params["ids"])
+
+
+@operation("complete_refunds")
+def complete_refunds(actor: Actor, params: dict, progress: Progress) -> Any:
+    return refunds.complete_refunds(actor, params["ids"])

@@ -17,7 +17,7 @@ from app import storage
 from app.clock import SHANGHAI, now
 from app.extensions import db
 from app.formatting import fmt_money
-from app.security import WRITE, Actor, get_scoped, scoped
+from app.security import SYSTEM, WRITE, Actor, get_scoped, scoped
 from app.workflow.audit import record
 from app.workflow.editions import current_edition
 from app.workflow.errors import BatchResult, WorkflowError
@@ -186,7 +186,7 @@ def submit_transfer(actor: Actor, order_id: int, payer_name: str, payer_account:
     return payment
 
 
-def _confirm(actor: Actor, payment_ids: sa.Select | list[int], action: str,
+def confirm_payments(actor: Actor, payment_ids: sa.Select | list[int], action: str,
              provider_trade_no: str | None = None) -> BatchResult:
     """Confirm pending payments and everything that follows, set-based: payments confirmed,
     their orders paid, the orders' persons sent to security review, receipts queued. A payment
@@ -206,14 +206,15 @@ def _confirm(actor: Actor, payment_ids: sa.Select | list[int], action: str,
     if not result.done:
         return result
     order_ids = list(db.session.scalars(sa.select(P.order_id).where(P.id.in_(result.done))))
+    # What follows from the confirmed payments is not the actor's to choose: system scope.
     orders = move(actor, m.Order, order_ids, action="paid", from_states=[OS.pending],
                   to_state=OS.paid, label=m.Order.number, values={"paid_at": now()},
-                  commit=False)
+                  commit=False, scope_actor=SYSTEM)
     persons = sa.select(m.OrderItem.person_registration_id).where(
         m.OrderItem.order_id.in_(orders.done), m.OrderItem.active.is_(True))
     move(actor, PR, persons, action="paid", from_states=[PS.in_order],
          to_state=PS.awaiting_review, label=person_label(),
-         values={"status_changed_at": now()}, commit=False)
+         values={"status_changed_at": now()}, commit=False, scope_actor=SYSTEM)
     return result
 
 
@@ -230,7 +231,7 @@ def confirm_online_payment(payment_number: str, provider_trade_no: str, amount_f
     if payment.status is not PayS.pending or payment.amount_fen != int(amount_fen):
         db.session.rollback()
         return False
-    result = _confirm(actor, [payment.id], "notified", provider_trade_no)
+    result = confirm_payments(actor, [payment.id], "notified", provider_trade_no)
     if not result.done:
         db.session.rollback()
         return False
@@ -245,7 +246,7 @@ def confirm_transfers(actor: Actor, payment_ids: Iterable[int] | sa.Select) -> B
     P = m.Payment
     transfers = sa.select(P.id).where(P.id.in_(as_id_select(P, payment_ids)),
                                       P.channel == Ch.transfer)
-    result = _confirm(actor, transfers, "confirm")
+    result = confirm_payments(actor, transfers, "confirm")
     notification_ids = create_notices(receipt_notices(result.done)) if result.done else []
     db.session.commit()
     enqueue_sends(notification_ids)

@@ -197,6 +197,18 @@ def submit_persons(actor: Actor, ids: Iterable[int] | sa.Select,
     return result
 
 
+def cancel_persons(actor: Actor, ids: Iterable[int] | sa.Select,
+                   reason: str | None = None) -> BatchResult:
+    """A unit withdraws persons (注销) at any point before their badge is issued. A person in
+    an unpaid order leaves it by cancelling the order first; paid persons become refundable."""
+    if actor.unit_id is None:
+        raise WorkflowError(_l("Only a unit account can do this."), 403)
+    PR = m.PersonRegistration
+    return move(actor, PR, ids, action="cancel", from_states=CANCELLABLE,
+                to_state=PS.cancelled, label=person_label(), reason=reason,
+                values={"status_changed_at": now()})
+
+
 def decide_joins(actor: Actor, ids: Iterable[int] | sa.Select, accept: bool,
                  reason: str | None = None) -> BatchResult:
     """A unit accepts (→ submitted) or refuses (→ cancelled) persons who joined from the app."""

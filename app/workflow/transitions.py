@@ -66,19 +66,23 @@ def move(actor: Actor, model: type, ids: Iterable[int] | sa.Select, *, action: s
          from_states: Iterable[Any], to_state: Any, label: Any,
          checks: Sequence[Check] = (), reason: str | None = None,
          values: dict[str, Any] | None = None, record_type: str | None = None,
-         commit: bool = True) -> BatchResult:
+         commit: bool = True, scope_actor: Actor | None = None) -> BatchResult:
     """Move the selected rows of `model` from any of `from_states` to `to_state`.
 
     Rows outside the actor's write scope are never touched (nor reported). Each refused row is
     reported with its reason: a wrong state, or the first failed check. Two statements
     (a SELECT and an UPDATE … RETURNING) plus one INSERT of audit rows, whatever the batch size.
+
+    `scope_actor` (SYSTEM) is for consequences of a move already authorised, e.g. the persons
+    of an order finance confirmed as paid: the audit still names `actor`.
     """
     from_states = tuple(from_states)
     id_select = as_id_select(model, ids)
-    result, movable = select_movable(actor, model, id_select, from_states, label, checks)
+    scoper = scope_actor or actor
+    result, movable = select_movable(scoper, model, id_select, from_states, label, checks)
     if movable:
         updated = db.session.scalars(
-            guarded_update(actor, model, id_select, from_states, checks)
+            guarded_update(scoper, model, id_select, from_states, checks)
             .values(status=to_state, **(values or {})).returning(model.id)
         ).all()
         done = [(rid, movable[rid].status) for rid in updated if rid in movable]

@@ -1,0 +1,66 @@
+"""The unit's refunds: ask for rejected or cancelled persons it paid for, follow each refund."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import redirect, request, url_for
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.security.decorators import has_access, permission_name
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from app import models as m
+from app.extensions import db
+from app.security import WRITE, current_actor, scoped
+from app.views.base import ScopedInterface, ScopedModelView, attempt
+from app.workflow import refunds
+
+
+def refundable_rows() -> list:
+    """The unit's rejected or cancelled persons in paid orders, not being refunded yet."""
+    PR, OI = m.PersonRegistration, m.OrderItem
+    being_refunded = sa.select(m.RefundItem.order_item_id).where(m.RefundItem.active.is_(True))
+    return db.session.execute(scoped(
+        sa.select(PR.id, PR.status, m.Person.name, OI.amount_fen, m.Order.number,
+                  m.Payment.channel)
+        .join(m.Person, m.Person.id == PR.person_id)
+        .join(OI, sa.and_(OI.person_registration_id == PR.id, OI.active.is_(True)))
+        .join(m.Order, sa.and_(m.Order.id == OI.order_id, m.Order.status == m.OrderStatus.paid))
+        .join(m.Payment, sa.and_(m.Payment.order_id == m.Order.id,
+                                 m.Payment.status == m.PaymentStatus.confirmed))
+        .where(PR.status.in_(refunds.REFUNDABLE), OI.id.not_in(being_refunded))
+        .order_by(m.Order.number, m.Person.name), PR, current_actor(), WRITE)).all()
+
+
+class UnitRefundView(ScopedModelView):
+    route_base = "/unit/refunds"
+    class_permission_name = "UnitRefunds"
+    datamodel = ScopedInterface(m.Refund)
+    title = _l("Refunds")
+    list_template = "ciie/unit/refunds.html"
+    base_order = ("id", "desc")
+    list_columns = ["number", "payment.number", "route", "amount_fen", "status", "reason",
+                    "created_at", "done_at"]
+    show_columns = list_columns + ["account_name", "account_bank", "account_no"]
+    search_columns = ["status"]
+    base_permissions = ["can_list", "can_show", "can_request"]
+    label_columns = {"payment.number": _l("Payment"), "done_at": _l("Refunded at")}
+
+    def _list(self, **kwargs):
+        widgets = super()._list(**kwargs)
+        widgets["refundable"] = refundable_rows()
+        return widgets
+
+    @expose("/request", methods=["POST"])
+    @has_access
+    @permission_name("request")
+    def request_refund(self):
+        form = request.form
+        ids = [int(i) for i in form.getlist("person") if i.isdigit()]
+        route = form.get("route", m.RefundRoute.original.value)
+        if route not in m.RefundRoute.__members__:
+            route = m.RefundRoute.original.value
+        attempt(lambda: refunds.request_refund(
+            current_actor(), ids, m.RefundRoute(route), form.get("account_name"),
+            form.get("account_bank"), form.get("account_no")),
+            _("Your refund request was sent to finance."))
+        return redirect(url_for("UnitRefundView.list"))

@@ -1,0 +1,209 @@
+"""Refunds of badge fees for persons rejected in security review or cancelled by their unit:
+requested by the unit, approved and executed by finance, back the original route (QR, B2B and
+transfers) or, for transfers, to another account. Never more than was paid: the payment row
+books every refund and SQL refuses the excess, also when two requests race."""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from flask_babel import lazy_gettext as _l
+from rq import Retry
+from sqlalchemy.exc import IntegrityError
+
+from app import models as m
+from app.clock import now
+from app.extensions import db, queue
+from app.security import SYSTEM, WRITE, Actor, scoped
+from app.workflow.audit import record
+from app.workflow.editions import current_edition
+from app.workflow.errors import BatchResult, WorkflowError
+from app.workflow.numbers import reserve
+from app.workflow.persons import person_label
+from app.workflow.transitions import as_id_select, move
+
+PS = m.PersonStatus
+RS = m.RefundStatus
+PR = m.PersonRegistration
+OI = m.OrderItem
+REFUNDABLE = (PS.rejected, PS.cancelled)
+ONLINE = (m.PaymentChannel.alipay, m.PaymentChannel.wechat, m.PaymentChannel.unionpay,
+          m.PaymentChannel.b2b)
+
+
+def active_invoice_orders(order_ids: Iterable[int]) -> set[int]:
+    """Orders an active invoice still covers (requested, issued, mailed or voiding)."""
+    invoice = m.Invoice
+    return set(db.session.scalars(sa.select(invoice.order_id).where(
+        invoice.order_id.in_(list(order_ids)), invoice.reversal_of_id.is_(None),
+        invoice.status.in_(m.ACTIVE_INVOICE_STATUSES))))
+
+
+def request_refund(actor: Actor, registration_ids: Iterable[int], route: m.RefundRoute,
+                   account_name: str | None = None, account_bank: str | None = None,
+                   account_no: str | None = None) -> list[m.Refund]:
+    """The unit asks to be refunded for rejected or cancelled persons it paid for: one refund
+    per payment. Refused while an invoice covers the order ("void the invoice first")."""
+    if actor.unit_id is None:
+        raise WorkflowError(_l("Only a unit account can do this."), 403)
+    route = m.RefundRoute(route)
+    ids = sorted({int(i) for i in registration_ids})
+    if not ids:
+        raise WorkflowError(_l("Choose the persons to refund."), 400)
+    rows = db.session.execute(scoped(
+        sa.select(PR.id, PR.status, person_label().label("label"), OI.id.label("item"),
+                  OI.amount_fen, m.Payment.id.label("payment"), m.Payment.channel,
+                  m.Order.id.label("order"))
+        .join(OI, sa.and_(OI.person_registration_id == PR.id, OI.active.is_(True)))
+        .join(m.Order, sa.and_(m.Order.id == OI.order_id, m.Order.status == m.OrderStatus.paid))
+        .join(m.Payment, sa.and_(m.Payment.order_id == m.Order.id,
+                                 m.Payment.status == m.PaymentStatus.confirmed))
+        .where(PR.id.in_(ids)), PR, actor, WRITE)).all()
+    found = {row.id for row in rows}
+    if found != set(ids):
+        mine = set(db.session.scalars(scoped(sa.select(PR.id).where(PR.id.in_(ids)), PR,
+                                             actor, WRITE)))
+        if mine != set(ids):
+            raise WorkflowError(_l("No such person."), 404)
+        raise WorkflowError(_l("Only persons your unit paid for can be refunded."), 409)
+    wrong = [row.label for row in rows if row.status not in REFUNDABLE]
+    if wrong:
+        raise WorkflowError(_l("Only persons rejected in review or cancelled can be refunded: "
+                               "%(names)s.", names="、".join(wrong)), 409)
+    invoiced = active_invoice_orders({row.order for row in rows})
+    if invoiced:
+        raise WorkflowError(_l("An invoice covers this order: void the invoice first, then ask "
+                               "for the refund."), 409)
+    if route is m.RefundRoute.other_account:
+        if any(row.channel is not m.PaymentChannel.transfer for row in rows):
+            raise WorkflowError(_l("Only a bank transfer can be refunded to another account."),
+                                400)
+        if not all((x or "").strip() for x in (account_name, account_bank, account_no)):
+            raise WorkflowError(_l("Enter the account holder, bank and account number."), 400)
+    by_payment: dict[int, list] = defaultdict(list)
+    for row in rows:
+        by_payment[row.payment].append(row)
+    numbers = iter(reserve("refund", len(by_payment)))
+    year = current_edition().start_date.year
+    refunds = []
+    try:
+        for payment_id, items in sorted(by_payment.items()):
+            amount = sum(item.amount_fen for item in items)
+            # Book the refund on the payment first: SQL refuses more than was paid, and the
+            # row lock makes a racing request wait and then fail the same check.
+            db.session.execute(sa.update(m.Payment).where(m.Payment.id == payment_id)
+                               .values(refunded_fen=m.Payment.refunded_fen + amount))
+            refund = m.Refund(
+                number=f"R{year}{next(numbers):06d}", payment_id=payment_id,
+                unit_id=actor.unit_id, status=RS.requested, amount_fen=amount, route=route,
+                account_name=(account_name or "").strip() or None,
+                account_bank=(account_bank or "").strip() or None,
+                account_no=(account_no or "").strip() or None)
+            db.session.add(refund)
+            db.session.flush()
+            db.session.execute(sa.insert(m.RefundItem), [
+                {"refund_id": refund.id, "order_item_id": item.item,
+                 "amount_fen": item.amount_fen, "active": True} for item in items])
+            record(actor, "refund", refund.id, "request", to_state=RS.requested,
+                   detail={"persons": [item.id for item in items], "amount_fen": amount})
+            refunds.append(refund)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise WorkflowError(_l("These persons are already being refunded."), 409) from None
+    return refunds
+
+
+def _release(refund_ids: list[int]) -> None:
+    """Give the booked amounts back to their payments and free the persons' items."""
+    totals = db.session.execute(sa.select(m.Refund.payment_id, sa.func.sum(m.Refund.amount_fen))
+                                .where(m.Refund.id.in_(refund_ids))
+                                .group_by(m.Refund.payment_id)).all()
+    for payment_id, amount in totals:
+        db.session.execute(sa.update(m.Payment).where(m.Payment.id == payment_id)
+                           .values(refunded_fen=m.Payment.refunded_fen - amount))
+    db.session.execute(sa.update(m.RefundItem).where(m.RefundItem.refund_id.in_(refund_ids))
+                       .values(active=False))
+
+
+def approve_refunds(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
+    return move(actor, m.Refund, ids, action="approve", from_states=[RS.requested],
+                to_state=RS.approved, label=m.Refund.number)
+
+
+def reject_refunds(actor: Actor, ids: Iterable[int] | sa.Select,
+                   reason: str | None) -> BatchResult:
+    reason = (reason or "").strip()
+    if not reason:
+        raise WorkflowError(_l("Give a reason; the unit will see it."), 400)
+    result = move(actor, m.Refund, ids, action="reject", from_states=[RS.requested],
+                  to_state=RS.rejected, label=m.Refund.number, reason=reason,
+                  values={"reason": reason}, commit=False)
+    if result.done:
+        _release(result.done)
+    db.session.commit()
+    return result
+
+
+def execute_refunds(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
+    """Finance executes approved refunds: online payments go back through their provider (a
+    job that retries until the provider answers); transfers are paid out by the bank and
+    confirmed done by finance."""
+    result = move(actor, m.Refund, ids, action="execute", from_states=[RS.approved, RS.failed],
+                  to_state=RS.sent, label=m.Refund.number)
+    online = list(db.session.scalars(sa.select(m.Refund.id).join(m.Payment).where(
+        m.Refund.id.in_(result.done), m.Payment.channel.in_(ONLINE))))
+    from app.jobs import send_refund
+
+    for refund_id in online:
+        queue.enqueue(send_refund, refund_id, job_id=f"refund-{refund_id}",
+                      retry=Retry(max=8, interval=[30, 60, 300, 900, 1800, 3600]))
+    return result
+
+
+def complete_refunds(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
+    """Finance confirms the bank paid out transferred refunds."""
+    R = m.Refund
+    transfers = sa.select(R.id).where(R.id.in_(as_id_select(R, ids)), R.payment_id.in_(
+        sa.select(m.Payment.id).where(m.Payment.channel == m.PaymentChannel.transfer)))
+    result = move(actor, R, transfers, action="done", from_states=[RS.sent], to_state=RS.done,
+                  label=R.number, values={"done_at": now()}, commit=False)
+    _persons_refunded(actor, result.done)
+    db.session.commit()
+    return result
+
+
+def _persons_refunded(actor: Actor, refund_ids: list[int]) -> None:
+    if not refund_ids:
+        return
+    persons = sa.select(OI.person_registration_id).join(
+        m.RefundItem, m.RefundItem.order_item_id == OI.id).where(
+        m.RefundItem.refund_id.in_(refund_ids), m.RefundItem.active.is_(True))
+    move(actor, PR, persons, action="refunded", from_states=list(REFUNDABLE),
+         to_state=PS.refunded, label=person_label(), values={"status_changed_at": now()},
+         commit=False, scope_actor=SYSTEM)
+
+
+def record_provider_answer(actor: Actor, refund_id: int, status: str,
+                           provider_refund_id: str | None, message: str | None) -> str:
+    """What the provider said about a sent refund: done (persons refunded) or failed (finance
+    may execute it again); "pending" leaves it sent for the next try."""
+    refund = db.session.scalars(sa.select(m.Refund).where(m.Refund.id == refund_id)
+                                .with_for_update()).one_or_none()
+    if refund is None or refund.status is not RS.sent:
+        db.session.rollback()
+        return "skipped"
+    refund.attempts += 1
+    refund.provider_refund_id = provider_refund_id or refund.provider_refund_id
+    if status == "done":
+        refund.status, refund.done_at = RS.done, now()
+        record(actor, "refund", refund.id, "done", from_state=RS.sent, to_state=RS.done)
+        _persons_refunded(actor, [refund.id])
+    elif status == "failed":
+        refund.status, refund.reason = RS.failed, (message or "")[:500] or refund.reason
+        record(actor, "refund", refund.id, "failed", from_state=RS.sent, to_state=RS.failed,
+               reason=message)
+    db.session.commit()
+    return status
+
