@@ -209,7 +209,7 @@ CIIE_ROLES = {
          r"Reconciliation)$", r"^menu_access$"),
     ],
     "reviewer": _SELF_SERVICE + [
-        (r"^ReviewQueue$", r"^can_(list|show)$"),
+        (r"^ReviewQueue$", r"^(can_(list|show)|pass_review|fail_review_\w+)$"),
         (r"^PersonFiles$", r"^can_photo$"),
         (r"^PersonRegistrationApi$", _READ_API),
         (r"^(Security review|Review queue)$", r"^menu_access$"),

@@ -883,6 +883,24 @@ class PersonRegistration(TimestampMixin, Model):
     unit_name = column_property(
         sa.select(Unit.name).join(UnitRegistration, UnitRegistration.unit_id == Unit.id)
         .where(UnitRegistration.id == unit_registration_id).scalar_subquery(), deferred=True)
+    unit_region = column_property(
+        sa.select(Unit.region).join(UnitRegistration, UnitRegistration.unit_id == Unit.id)
+        .where(UnitRegistration.id == unit_registration_id).scalar_subquery(), deferred=True)
+    delegation_name = column_property(
+        sa.select(Delegation.name_zh)
+        .join(UnitRegistration, UnitRegistration.delegation_id == Delegation.id)
+        .where(UnitRegistration.id == unit_registration_id).scalar_subquery(), deferred=True)
+
+    @property
+    def waiting(self) -> tuple[int, int] | None:
+        """(days waited in this status, days a security check usually takes: 7 for mainland
+        ID cards, 15 for other documents)."""
+        if self.status_changed_at is None or self.person is None:
+            return None
+        from app.clock import now
+
+        usual = 7 if self.person.id_type is IdType.mainland_id else 15
+        return (now() - self.status_changed_at).days, usual
 
     @property
     def photo(self) -> int | None:

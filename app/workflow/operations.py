@@ -7,7 +7,7 @@ from typing import Any, Callable
 from app import models as m
 from app.security import Actor
 from app.tasks import operation
-from app.workflow import locking, payments, persons, refunds, units
+from app.workflow import locking, payments, persons, refunds, review, units
 
 Progress = Callable[[int, int], None]
 
@@ -81,3 +81,19 @@ def execute_refunds(actor: Actor, params: dict, progress: Progress) -> Any:
 @operation("complete_refunds")
 def complete_refunds(actor: Actor, params: dict, progress: Progress) -> Any:
     return refunds.complete_refunds(actor, params["ids"])
+
+
+@operation("pass_review")
+def pass_review(actor: Actor, params: dict, progress: Progress) -> Any:
+    return review.pass_persons(actor, params["ids"])
+
+
+def _failer(reason: m.ReviewReason) -> Callable[[Actor, dict, Progress], Any]:
+    def fail_them(actor: Actor, params: dict, progress: Progress) -> Any:
+        return review.fail_persons(actor, params["ids"], reason)
+
+    return fail_them
+
+
+for _reason in m.ReviewReason:
+    operation(f"fail_review_{_reason.value}")(_failer(_reason))
