@@ -67,7 +67,8 @@ def failure_notices(registration_ids: list[int], reason: m.ReviewReason | None
     rows = db.session.execute(
         sa.select(m.Unit.id, m.Unit.name, m.Unit.language, m.Unit.mobile, m.Unit.email,
                   UR.contact_mobile, UR.contact_email, m.Person.name.label("person"))
-        .select_from(PR).join(UR, UR.id == PR.unit_registration_id).join(m.Unit, m.Unit.id == UR.unit_id)
+        .select_from(PR).join(UR, UR.id == PR.unit_registration_id)
+        .join(m.Unit, m.Unit.id == UR.unit_id)
         .join(m.Person, m.Person.id == PR.person_id)
         .where(PR.id.in_(registration_ids)).order_by(m.Unit.id, m.Person.name)).all()
     by_unit: dict[int, list] = defaultdict(list)
