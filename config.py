@@ -188,13 +188,16 @@ CIIE_ROLES = {
         (r"^AppPersonApi$", r"^can_(join|get_me|put_me)$"),
     ],
     "delegation": _SELF_SERVICE + [
-        (r"^DelegationUnits$", r"^(can_(list|show)|approve_units|return_units|reject_units)$"),
-        (r"^DelegationPersons$", r"^(can_(list|show|reveal)|tag_(visitor|staff|vip)|"
+        (r"^DelegationUnits$", r"^(can_(list|show|export)|approve_units|return_units|"
+                               r"reject_units)$"),
+        (r"^DelegationPersons$", r"^(can_(list|show|reveal|export)|tag_(visitor|staff|vip)|"
                                  r"lock_persons)$"),
         (r"^DelegationDocuments$", r"^can_(list|show|download)$"),
+        (r"^DelegationStats$", r"^can_list$"),
         (r"^PersonFiles$", r"^can_photo$"),
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
-        (r"^(Delegation|Delegation units|Delegation persons)$", r"^menu_access$"),
+        (r"^(Delegation|Delegation units|Delegation persons|Delegation statistics)$",
+         r"^menu_access$"),
     ],
     "finance": _SELF_SERVICE + [
         (r"^FinanceOrders$", r"^can_(list|show)$"),

@@ -57,6 +57,7 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
         from app.views import register_views
 
         register_views(appbuilder)
+        from app import exports  # noqa: F401  (registers the export operations)
         from app.api import register_apis
         from app.workflow import operations  # noqa: F401  (registers the batch operations)
 

@@ -883,6 +883,16 @@ class PersonRegistration(TimestampMixin, Model):
     unit_name = column_property(
         sa.select(Unit.name).join(UnitRegistration, UnitRegistration.unit_id == Unit.id)
         .where(UnitRegistration.id == unit_registration_id).scalar_subquery(), deferred=True)
+    # The unit's delegation and sub-delegation, for the persons' search filters (statistics
+    # link to them); "references" makes the filter a choice of delegations, by equality.
+    unit_delegation_id = column_property(
+        sa.select(UnitRegistration.delegation_id)
+        .where(UnitRegistration.id == unit_registration_id).scalar_subquery(),
+        deferred=True, info={"references": "delegation"})
+    unit_sub_delegation_id = column_property(
+        sa.select(UnitRegistration.sub_delegation_id)
+        .where(UnitRegistration.id == unit_registration_id).scalar_subquery(),
+        deferred=True, info={"references": "delegation"})
     unit_region = column_property(
         sa.select(Unit.region).join(UnitRegistration, UnitRegistration.unit_id == Unit.id)
         .where(UnitRegistration.id == unit_registration_id).scalar_subquery(), deferred=True)

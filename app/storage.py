@@ -49,11 +49,15 @@ def read_upload(file_storage, max_bytes: int, allowed: tuple[str, ...]) -> tuple
     return data, kind[0], kind[1]
 
 
+def new_key(ext: str) -> str:
+    """A random storage key, for a file written straight to `path_of(key)` (exports)."""
+    return f"{uuid.uuid4().hex}.{ext}"
+
+
 def store(data: bytes, ext: str) -> str:
     """Write bytes under a random name in the upload folder; returns the storage key."""
-    key = f"{uuid.uuid4().hex}.{ext}"
-    path = os.path.join(current_app.config["UPLOAD_FOLDER"], key)
-    with open(path, "wb") as fh:
+    key = new_key(ext)
+    with open(path_of(key), "wb") as fh:
         fh.write(data)
     return key
 

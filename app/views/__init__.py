@@ -54,6 +54,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     add(delegation.DelegationUnitView, "Delegation units", _l("Units"), "fa-building", *deleg)
     add(delegation.DelegationPersonView, "Delegation persons", _l("Persons"), "fa-users",
         *deleg)
+    add(delegation.DelegationStatsView, "Delegation statistics", _l("Statistics"),
+        "fa-chart-bar", *deleg)
     appbuilder.add_view_no_menu(delegation.DelegationDocumentView)
 
     money = ("Finance", _l("Finance"), "fa-yen-sign")

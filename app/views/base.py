@@ -8,6 +8,7 @@ file downloads all see only what the actor may see, and changes use the stricter
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import reduce
@@ -128,10 +129,27 @@ def _shanghai(filter_class: type) -> type:
     return type(f"Shanghai{filter_class.__name__}", (ShanghaiTimeFilter, filter_class), {})
 
 
-class ScopedFilterConverter(fab_filters.SQLAFilterConverter):
-    """FAB's filters, with timestamps read in Beijing time."""
+class FilterEmpty(fab_filters.BaseFilter):
+    """Rows where an optional value is not set yet (e.g. persons not tagged yet); the value
+    given with the filter is ignored."""
 
-    conversion_table = tuple(
+    name = _l("Is empty")
+    arg_name = "empty"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        query, field = fab_filters.get_field_setup_query(query, self.model, self.column_name)
+        return query.filter(field.is_(None))
+
+
+class ScopedFilterConverter(fab_filters.SQLAFilterConverter):
+    """FAB's filters, with timestamps read in Beijing time; optional enums can be searched
+    for "is empty", and reference columns (another table's id) by equality only."""
+
+    # New tests go first (the first matching test wins) so FAB's own indexes stay as they are.
+    conversion_table = (
+        ("is_optional_enum", [fab_filters.FilterEqual, fab_filters.FilterNotEqual, FilterEmpty]),
+        ("is_reference", [fab_filters.FilterEqual, fab_filters.FilterNotEqual]),
+    ) + tuple(
         (test, [_shanghai(f) for f in classes] if test == "is_datetime" else classes)
         for test, classes in fab_filters.SQLAFilterConverter.conversion_table
     )
@@ -176,6 +194,16 @@ class ScopedInterface(SQLAInterface):
 
     def is_fk(self, col_name: str) -> bool:
         return False if self._is_expression(col_name) else super().is_fk(col_name)
+
+    def is_optional_enum(self, col_name: str) -> bool:
+        """An enum column that may be NULL (a person's tag before tagging)."""
+        return (self.is_enum(col_name) and not self._is_expression(col_name)
+                and super().is_nullable(col_name))
+
+    def is_reference(self, col_name: str) -> bool:
+        """A search-only column holding another table's id (declared with info "references")."""
+        prop = sa.inspect(self.obj).attrs.get(col_name)
+        return prop is not None and "references" in prop.info
 
     def get_related_interface(self, col_name: str) -> "ScopedInterface":
         return ScopedInterface(self.get_related_model(col_name))
@@ -280,6 +308,8 @@ class ScopedModelView(ModelView):
     title: Any = None
     # Actions that ask for a reason (shown to the unit) before they run.
     reason_actions: tuple[str, ...] = ()
+    # The background operation (app.tasks) that writes the listed rows to a file: "Export".
+    export_operation: str | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         self.label_columns = {**COLUMN_LABELS, **(type(self).label_columns or {})}
@@ -287,6 +317,8 @@ class ScopedModelView(ModelView):
         super().__init__(**kwargs)
         if not self.file_columns and "can_download" in self.base_permissions:
             self.base_permissions.remove("can_download")
+        if not self.export_operation and "can_export" in self.base_permissions:
+            self.base_permissions.remove("can_export")
         if isinstance(self.datamodel, ScopedInterface):
             self.datamodel.eager_load_dotted(list(self.list_columns) + list(self.show_columns))
         self._add_default_formatters()
@@ -455,14 +487,32 @@ class ScopedModelView(ModelView):
             abort(404)
         return Selection(model, sa.select(model.id).where(model.id.in_(ids)))
 
-    def _selection_from_filters(self) -> Selection:
-        get_filter_args(self._filters)
-        joined = self._filters.get_joined_filters(self._base_filters)
+    def filter_params(self) -> list[list[Any]]:
+        """This request's search filters (`_flt_<index>_<column>=value`) as plain data, which
+        a background task keeps and applies later: [[column, index, [values]], …]."""
+        params = []
+        for arg in sorted(request.args):
+            match = re.fullmatch(r"_flt_(\d)_(.+)", arg)
+            if match:
+                params.append([match[2], int(match[1]), request.args.getlist(arg)])
+        return params
+
+    def filtered_ids(self, params: list[list[Any]]) -> sa.Select:
+        """The ids of the rows this view lists for `filter_params()`: its base filters and the
+        current actor's scope always apply; a column that is not searchable or an unknown
+        filter index is ignored (as FAB's list does)."""
+        filters = self.datamodel.get_filters(self.search_columns)
+        searchable = filters.get_search_filters()
+        for column, index, values in params:
+            if column in searchable and 0 <= index < len(searchable[column]):
+                filters.add_filter_index(column, index, list(values))
+        joined = filters.get_joined_filters(self._base_filters)
         model = self.datamodel.obj
-        query = db.session.query(model)
-        query = self.datamodel._apply_inner_all(query, joined)
-        query = query.with_entities(model.id).order_by(None)
-        return Selection(model, query.statement)
+        query = self.datamodel._apply_inner_all(db.session.query(model), joined)
+        return query.with_entities(model.id).order_by(None).statement
+
+    def _selection_from_filters(self) -> Selection:
+        return Selection(self.datamodel.obj, self.filtered_ids(self.filter_params()))
 
     def run_operation(self, name: str, selection: Selection):
         """Run a registered batch operation on the selection: inline when small (or without
@@ -515,6 +565,25 @@ class ScopedModelView(ModelView):
             return self._run_action(name, self._selection_from_filters)
         return self._run_action(name, lambda: self._selection_from_pks(
             request.form.getlist("rowid")))
+
+    @expose("/export", methods=["POST"])
+    @has_access
+    def export(self):
+        """Export the rows of the current filter: a background task (inline without Redis)
+        that runs as this user; its page shows the progress, then the file."""
+        from app.i18n import current_language
+        from app.tasks import start_task
+
+        if not self.export_operation:
+            abort(404)
+        actor = current_actor()
+        params = {"filters": self.filter_params(), "language": current_language()}
+        total = Selection(self.datamodel.obj, self.filtered_ids(params["filters"])).count()
+        task = start_task(actor, self.export_operation, params, total)
+        record(actor, m.BackgroundTask.__tablename__, task.id, "export",
+               detail={"operation": self.export_operation, "filters": params["filters"]})
+        db.session.commit()
+        return redirect(url_for("TaskView.show", task_id=task.id))
 
     # ---- files --------------------------------------------------------------------------
 

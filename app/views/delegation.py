@@ -1,19 +1,31 @@
 """The delegation's dashboard: review its units, see its persons (ID and mobile masked)."""
 from __future__ import annotations
 
+from typing import Callable
+
+import sqlalchemy as sa
 from flask import abort, jsonify
+from flask_appbuilder import BaseView
 from flask_appbuilder.baseviews import expose
-from flask_appbuilder.models.sqla.filters import FilterEqualFunction, FilterNotEqual
+from flask_appbuilder.fields import QuerySelectField
+from flask_appbuilder.fieldwidgets import Select2Widget
+from flask_appbuilder.models.sqla.filters import (
+    FilterEqual,
+    FilterEqualFunction,
+    FilterNotEqual,
+)
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import lazy_gettext as _l
 
 from app import models as m
 from app.extensions import db
-from app.security import current_actor, get_scoped
+from app.security import current_actor, get_scoped, scoped
+from app.statistics import delegation_statistics
 from app.views.base import ScopedInterface, ScopedModelView, Selection, batch_action, download_link
-from app.views.labels import MASKED, fmt_entry_days
+from app.views.labels import COLUMN_LABELS, MASKED, fmt_entry_days
 from app.views.unit import current_edition_id
 from app.workflow.audit import record
+from app.workflow.editions import current_edition
 
 
 class DelegationDocumentView(ScopedModelView):
@@ -28,6 +40,22 @@ class DelegationDocumentView(ScopedModelView):
     file_columns = ("storage_key",)
     base_permissions = ["can_list", "can_show", "can_download"]
     formatters_columns = {"storage_key": download_link("DelegationDocumentView")}
+
+
+def _delegations(top_level: bool) -> Callable[[], list[m.Delegation]]:
+    """The choices of a person search filter on the unit's delegation or sub-delegation."""
+    def choices() -> list[m.Delegation]:
+        D = m.Delegation
+        level = D.parent_id.is_(None) if top_level else D.parent_id.is_not(None)
+        return list(db.session.scalars(scoped(sa.select(D).where(level).order_by(D.code), D)))
+
+    return choices
+
+
+def _delegation_field(column: str, top_level: bool) -> QuerySelectField:
+    return QuerySelectField(COLUMN_LABELS[column], query_func=_delegations(top_level),
+                            get_pk_func=lambda delegation: delegation.id, allow_blank=True,
+                            widget=Select2Widget())
 
 
 class DelegationPersonView(ScopedModelView):
@@ -47,9 +75,17 @@ class DelegationPersonView(ScopedModelView):
                     "person.job_title", "tag", "previous_tag", "entry_days", "status",
                     "is_reuse"]
     search_columns = ["status", "tag", "is_reuse", "person_name", "unit_name",
-                      "submitted_at"]
-    base_permissions = ["can_list", "can_show", "can_reveal"]
+                      "unit_delegation_id", "unit_sub_delegation_id", "submitted_at"]
+    search_form_extra_fields = {
+        "unit_delegation_id": _delegation_field("unit_delegation_id", top_level=True),
+        "unit_sub_delegation_id": _delegation_field("unit_sub_delegation_id", top_level=False),
+    }
+    base_permissions = ["can_list", "can_show", "can_reveal", "can_export"]
+    export_operation = "export_persons"
     show_template = "ciie/person_show.html"
+    formatters_columns = {"person.id_number": MASKED["person.id_number"],
+                          "person.mobile": MASKED["person.mobile"],
+                          "entry_days": fmt_entry_days}
 
     @batch_action("tag_visitor", _l("Tag: professional visitor"), None, "fa-tag")
     def tag_visitor(self, selection: Selection):
@@ -68,9 +104,6 @@ class DelegationPersonView(ScopedModelView):
                      "staff and VIPs go to security review."), "fa-lock")
     def lock_persons(self, selection: Selection):
         return self.run_operation("lock_persons", selection)
-    formatters_columns = {"person.id_number": MASKED["person.id_number"],
-                          "person.mobile": MASKED["person.mobile"],
-                          "entry_days": fmt_entry_days}
 
     @expose("/reveal/<int:pk>", methods=["POST"])
     @has_access
@@ -103,10 +136,12 @@ class DelegationUnitView(ScopedModelView):
                     "contact_title", "contact_mobile", "contact_email", "purchase_intentions",
                     "zones", "reason", "referral_code", "submitted_at", "reviewed_at"]
     search_columns = ["status", "unit_name", "unit_uscc", "unit_category", "unit_region",
-                      "sub_delegation", "submitted_at"]
-    search_form_query_rel_fields = {"sub_delegation": [["parent_id", FilterNotEqual, None]]}
+                      "delegation", "sub_delegation", "submitted_at"]
+    search_form_query_rel_fields = {"delegation": [["parent_id", FilterEqual, None]],
+                                    "sub_delegation": [["parent_id", FilterNotEqual, None]]}
     related_views = [DelegationDocumentView, DelegationPersonView]
-    base_permissions = ["can_list", "can_show"]
+    base_permissions = ["can_list", "can_show", "can_export"]
+    export_operation = "export_units"
     formatters_columns = {"contact_mobile": MASKED["contact_mobile"]}
     reason_actions = ("return_units", "reject_units")
 
@@ -122,3 +157,18 @@ class DelegationUnitView(ScopedModelView):
     @batch_action("reject_units", _l("Reject"), None, "fa-times")
     def reject_units(self, selection: Selection):
         return self.run_operation("reject_units", selection)
+
+
+class DelegationStatsView(BaseView):
+    """The delegation's numbers for the current edition, counted in the lists' own scope."""
+
+    route_base = "/delegation/stats"
+    class_permission_name = "DelegationStats"
+    default_view = "list"
+
+    @expose("/")
+    @has_access
+    def list(self):
+        edition = current_edition()
+        stats = delegation_statistics(current_actor(), edition.id)
+        return self.render_template("ciie/stats.html", stats=stats, edition=edition)

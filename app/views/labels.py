@@ -89,6 +89,8 @@ COLUMN_LABELS = {
     "unit_registration.unit.name": _l("Unit"),
     "unit_registration.delegation": _l("Delegation"),
     "unit_registration.sub_delegation": _l("Sub-delegation"),
+    "unit_delegation_id": _l("Delegation"),
+    "unit_sub_delegation_id": _l("Sub-delegation"),
     "tag": _l("Tag"),
     "entry_days": _l("Entry dates"),
     "is_reuse": _l("Badge reuse"),
