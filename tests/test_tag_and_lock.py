@@ -236,3 +236,30 @@ def test_batches_cost_the_same_statements_for_few_or_many_rows(app, login, world
     db.session.expire_all()
     assert {world.person("B059").status, world.person("A000").status} == {
         PS.awaiting_payment}
+
+
+def test_payment_notices_go_through_redis_and_a_worker_once(database_url, smtp_server,
+                                                            redis_url, login, world,
+                                                            worker_env):
+    approve(login, world, "徐汇贸易")
+    smtp_server.clear()
+    zhao = world.person("赵敏")
+    redis_app = create_app("test", **{**base_config(database_url, smtp_server.port),
+                                      "REDIS_URL": redis_url})
+    client = Client(redis_app, "sh-delegation")
+    client.action("/delegation/persons", "tag_visitor", [zhao.id])
+    client.action("/delegation/persons", "lock_persons", [zhao.id])
+    queued = db.session.scalars(sa.select(m.Notification).where(
+        m.Notification.dedupe_key.like("lock:%"))).all()
+    assert {n.channel for n in queued} == {m.NotificationChannel.email,
+                                           m.NotificationChannel.sms}
+    assert smtp_server.messages == []
+    assert run_worker(worker_env).returncode == 0
+    [mail] = mails(smtp_server, "进博会证件费待支付", expected=1)
+    assert "赵敏" in mail.get_content()
+    assert [s["to"] for s in sms_messages()] == [world.registration("徐汇贸易").contact_mobile]
+    db.session.expire_all()
+    assert {n.status for n in queued} == {m.NotificationStatus.sent}
+    # A second worker run (a redelivery) sends nothing more.
+    assert run_worker(worker_env).returncode == 0
+    assert len(smtp_server.messages) == 1 and len(sms_messages()) == 1
