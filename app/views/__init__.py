@@ -4,7 +4,19 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _l
 
-from app.views import admin, delegation, events, finance, journey, registration, review, tasks, unit
+from app.extensions import csrf
+from app.views import (
+    admin,
+    delegation,
+    events,
+    finance,
+    journey,
+    payments,
+    registration,
+    review,
+    tasks,
+    unit,
+)
 
 
 def register_views(appbuilder: AppBuilder) -> None:
@@ -35,6 +47,12 @@ def register_views(appbuilder: AppBuilder) -> None:
         *journey_menu)
     appbuilder.add_view_no_menu(journey.PersonFileView)
     appbuilder.add_view_no_menu(tasks.TaskView)
+    appbuilder.add_view_no_menu(payments.UnitPaymentView)
+    # Providers post notifications server to server: no browser, no CSRF token; their
+    # signatures are checked instead. Only this view's blueprint is exempt.
+    notify = appbuilder.add_view_no_menu(payments.PaymentNotifyView)
+    csrf.exempt(notify.blueprint)
+    appbuilder.add_view_no_menu(payments.PaymentSandboxView)
 
     deleg = ("Delegation", _l("Delegation"), "fa-sitemap")
     add(delegation.DelegationUnitView, "Delegation units", _l("Units"), "fa-building", *deleg)
