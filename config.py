@@ -112,6 +112,36 @@ class Config:
     PAYEE_NAME = _env("PAYEE_NAME", "中国国际进口博览局")
     PAYEE_BANK = _env("PAYEE_BANK", "中国银行上海市分行")
     PAYEE_ACCOUNT = _env("PAYEE_ACCOUNT", "4500 0000 0000 0000 001")
+    # Online payments (app/gateways/payments.py). With PAYMENT_SANDBOX on, the local sandbox
+    # plays every provider with keys it generates under PAYMENT_SANDBOX_DIR (gitignored) and
+    # the provider settings below are not read.
+    PAYMENT_SANDBOX = _env_bool("PAYMENT_SANDBOX", True)
+    PAYMENT_SANDBOX_DIR = _env("PAYMENT_SANDBOX_DIR", os.path.join(INSTANCE_DIR, "payment-sandbox"))
+    # The app's public base URL for providers' notifications (https://…); default: the host of
+    # the request that opened the payment.
+    PAYMENT_NOTIFY_BASE_URL = _env("PAYMENT_NOTIFY_BASE_URL")
+    PAYMENT_TIMEOUT = float(_env("PAYMENT_TIMEOUT", "15"))
+    # Keys are PEM files (*_FILE), never values in the environment or the repository.
+    ALIPAY_APP_ID = _env("ALIPAY_APP_ID")
+    ALIPAY_APP_PRIVATE_KEY_FILE = _env("ALIPAY_APP_PRIVATE_KEY_FILE")
+    ALIPAY_PUBLIC_KEY_FILE = _env("ALIPAY_PUBLIC_KEY_FILE")
+    WECHATPAY_MCHID = _env("WECHATPAY_MCHID")
+    WECHATPAY_APPID = _env("WECHATPAY_APPID")
+    WECHATPAY_CERT_SERIAL_NO = _env("WECHATPAY_CERT_SERIAL_NO")
+    WECHATPAY_PRIVATE_KEY_FILE = _env("WECHATPAY_PRIVATE_KEY_FILE")
+    WECHATPAY_APIV3_KEY = _env("WECHATPAY_APIV3_KEY")
+    # Public-key mode: WeChat Pay's platform public key and its id (PUB_KEY_ID_…).
+    WECHATPAY_PUBLIC_KEY_FILE = _env("WECHATPAY_PUBLIC_KEY_FILE")
+    WECHATPAY_PUBLIC_KEY_ID = _env("WECHATPAY_PUBLIC_KEY_ID")
+    UNIONPAY_MER_ID = _env("UNIONPAY_MER_ID")
+    UNIONPAY_API_URL = _env("UNIONPAY_API_URL")
+    UNIONPAY_PRIVATE_KEY_FILE = _env("UNIONPAY_PRIVATE_KEY_FILE")
+    UNIONPAY_PUBLIC_KEY_FILE = _env("UNIONPAY_PUBLIC_KEY_FILE")
+    B2B_MERCHANT_ID = _env("B2B_MERCHANT_ID")
+    B2B_API_URL = _env("B2B_API_URL")
+    B2B_PAY_URL = _env("B2B_PAY_URL")
+    B2B_PRIVATE_KEY_FILE = _env("B2B_PRIVATE_KEY_FILE")
+    B2B_PUBLIC_KEY_FILE = _env("B2B_PUBLIC_KEY_FILE")
 
     # Personal information
     PII_FULL_ROLES = ("reviewer",)  # besides the person's own unit
@@ -126,6 +156,8 @@ class ProductionConfig(Config):
     REMEMBER_COOKIE_SECURE = True
     REMEMBER_COOKIE_HTTPONLY = True
     PREFERRED_URL_SCHEME = "https"
+    # Real providers only: the sandbox and its pages do not exist in production.
+    PAYMENT_SANDBOX = False
 
 
 class TestConfig(Config):
@@ -171,6 +203,7 @@ CIIE_ROLES = {
         (r"^UnitDocuments$", r"^can_(list|show|add|delete|download)$"),
         (r"^UnitAddresses$", r"^(can_(list|show|add|edit|delete)|set_default)$"),
         (r"^UnitOrders$", r"^can_(list|show)$"),
+        (r"^UnitPayments$", r"^can_(show|pay)$"),
         (r"^UnitInfo$", r"^can_edit$"),
         (r"^UnitPreview$", r"^can_(show|submit)$"),
         (r"^UnitCarryForward$", r"^can_carry_forward$"),

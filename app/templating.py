@@ -23,7 +23,6 @@ def js_messages() -> dict[str, str]:
 
 def register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals.update(
-        endpoint_exists=lambda name: name in app.view_functions,
         ciie_clock_shifted=clock.is_shifted,
         ciie_now_local=lambda: fmt_datetime(clock.now()),
         ciie_js_messages=js_messages,

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _l
 
+from app.extensions import csrf
 from app.views import (
     admin,
     delegation,
@@ -11,6 +12,7 @@ from app.views import (
     finance,
     journey,
     orders,
+    payments,
     refunds,
     registration,
     review,
@@ -49,6 +51,12 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(journey.PersonFileView)
     appbuilder.add_view_no_menu(orders.UnitOrderPageView)
     appbuilder.add_view_no_menu(tasks.TaskView)
+    appbuilder.add_view_no_menu(payments.UnitPaymentView)
+    # Providers post notifications server to server: no browser, no CSRF token; their
+    # signatures are checked instead. Only this view's blueprint is exempt.
+    notify = appbuilder.add_view_no_menu(payments.PaymentNotifyView)
+    csrf.exempt(notify.blueprint)
+    appbuilder.add_view_no_menu(payments.PaymentSandboxView)
 
     deleg = ("Delegation", _l("Delegation"), "fa-sitemap")
     add(delegation.DelegationUnitView, "Delegation units", _l("Units"), "fa-building", *deleg)

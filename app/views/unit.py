@@ -277,6 +277,13 @@ class UnitDocumentView(ScopedModelView):
         attempt(lambda: documents.delete_document(current_actor(), pk), _("Deleted."))
 
 
+def pay_link(pk: int) -> Markup:
+    """The list's link to the order's payment page (which says why when it cannot be paid)."""
+    return Markup('<a class="btn btn-sm btn-primary ciie-pay" href="{}">'
+                  '<i class="fa fa-credit-card"></i> {}</a>').format(
+        url_for("UnitPaymentView.order", order_id=pk), _("Pay"))
+
+
 class UnitOrderView(ScopedModelView):
     """The unit's badge-fee orders (read here; paying is on the order page)."""
 
@@ -286,12 +293,15 @@ class UnitOrderView(ScopedModelView):
     title = _l("Badge-fee orders")
     base_filters = [["edition_id", FilterEqualFunction, current_edition_id]]
     base_order = ("id", "desc")
-    list_columns = ["number", "status", "fee_fen", "amount_fen", "created_at", "paid_at"]
+    list_columns = ["number", "status", "fee_fen", "amount_fen", "created_at", "paid_at", "id"]
     show_columns = list_columns
-    formatters_columns = {"number": lambda number: Markup('<a href="{}">{}</a>').format(
-        url_for("UnitOrderPageView.by_number", number=number), number)}
+    formatters_columns = {
+        "number": lambda number: Markup('<a href="{}">{}</a>').format(
+            url_for("UnitOrderPageView.by_number", number=number), number),
+        "id": pay_link}
     search_columns = ["number", "status"]
     base_permissions = ["can_list", "can_show"]
+    label_columns = {"id": _l("Payment")}
 
 
 def apply_link(pk: int) -> Markup:
