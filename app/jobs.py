@@ -75,3 +75,11 @@ def _deliver(notification: m.Notification, subject: str, body: str) -> str:
     notification.last_error = None
     db.session.commit()
     return "sent"
+
+
+def make_invoice_pdf(invoice_id: int) -> str:
+    """Issue a requested e-invoice as a PDF, or make a red-letter reversal's PDF (idempotent:
+    the invoice row is locked and an issued one is skipped)."""
+    from app.workflow.invoices import make_pdf
+
+    return make_pdf(invoice_id)

@@ -4,7 +4,18 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _l
 
-from app.views import admin, delegation, events, finance, journey, registration, review, tasks, unit
+from app.views import (
+    admin,
+    delegation,
+    events,
+    finance,
+    invoices,
+    journey,
+    registration,
+    review,
+    tasks,
+    unit,
+)
 
 
 def register_views(appbuilder: AppBuilder) -> None:
@@ -29,6 +40,8 @@ def register_views(appbuilder: AppBuilder) -> None:
         *journey_menu)
     add(unit.UnitOrderView, "Unit orders", _l("Badge-fee orders"), "fa-shopping-cart",
         *journey_menu)
+    add(invoices.UnitInvoiceView, "Unit invoices", _l("Invoices"), "fa-file-text",
+        *journey_menu)
     add(unit.UnitEventView, "Unit events", _l("Supporting events"), "fa-calendar",
         *journey_menu)
     add(unit.UnitApplicationView, "Unit applications", _l("Event applications"), "fa-inbox",
@@ -45,6 +58,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     money = ("Finance", _l("Finance"), "fa-yen-sign")
     add(finance.FinanceOrderView, "Finance orders", _l("Orders"), "fa-list", *money)
     add(finance.FinancePaymentView, "Payments", _l("Payments"), "fa-credit-card", *money)
+    add(invoices.FinanceInvoiceView, "Finance invoices", _l("Invoices"), "fa-file-text",
+        *money)
 
     reviewing = ("Security review", _l("Security review"), "fa-user-shield")
     add(review.ReviewQueueView, "Review queue", _l("Review queue"), "fa-list-check",
