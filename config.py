@@ -146,6 +146,23 @@ class Config:
     # Personal information
     PII_FULL_ROLES = ("reviewer",)  # besides the person's own unit
 
+    # VAT invoices: the seller printed on every e-invoice (the organiser's legal data, not UI
+    # text), the VAT rate of the badge fee (a Decimal string) and the CJK font the PDF embeds.
+    INVOICE_SELLER_NAME = _env("INVOICE_SELLER_NAME", "中国国际进口博览局（演示）")
+    INVOICE_SELLER_TAX_ID = _env("INVOICE_SELLER_TAX_ID", "12100000MB0P17651L")
+    INVOICE_SELLER_ADDRESS_PHONE = _env("INVOICE_SELLER_ADDRESS_PHONE",
+                                        "上海市青浦区崧泽大道333号 021-00000000")
+    INVOICE_SELLER_BANK_ACCOUNT = _env("INVOICE_SELLER_BANK_ACCOUNT",
+                                       "中国银行上海市分行 000000000000")
+    INVOICE_TAX_RATE = _env("INVOICE_TAX_RATE", "0.06")
+    # reportlab embeds TrueType outlines only (Noto CJK is PostScript-flavoured): the first
+    # existing file is used; scripts/test installs fonts-wqy-microhei.
+    INVOICE_FONTS = tuple(filter(None, (
+        _env("INVOICE_FONT"),
+        "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+        "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    )))
+
 
 class DevelopmentConfig(Config):
     DEBUG = False
@@ -204,6 +221,7 @@ CIIE_ROLES = {
         (r"^UnitAddresses$", r"^(can_(list|show|add|edit|delete)|set_default)$"),
         (r"^UnitOrders$", r"^can_(list|show)$"),
         (r"^UnitPayments$", r"^can_(show|pay)$"),
+        (r"^UnitInvoices$", r"^(can_(list|show|download|request|logistics)|request_void)$"),
         (r"^UnitInfo$", r"^can_edit$"),
         (r"^UnitPreview$", r"^can_(show|submit)$"),
         (r"^UnitCarryForward$", r"^can_carry_forward$"),
@@ -212,7 +230,7 @@ CIIE_ROLES = {
         (r"^UnitApplications$", r"^(can_(list|show)|withdraw_applications)$"),
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
         (r"^(Registration|Unit information|Unit persons|Earlier persons|Unit documents|"
-         r"Addresses|Preview and submit|Unit orders|Unit refunds|Unit events|"
+         r"Addresses|Preview and submit|Unit orders|Unit refunds|Unit invoices|Unit events|"
          r"Unit applications)$",
          r"^menu_access$"),
     ],
@@ -241,8 +259,10 @@ CIIE_ROLES = {
         (r"^FinanceRefunds$", r"^(can_(list|show)|approve_refunds|execute_refunds|"
                               r"complete_refunds|reject_refunds)$"),
         (r"^Reconciliation$", r"^can_show$"),
+        (r"^FinanceInvoices$", r"^(can_(list|show|download|issue|mail)|issue_paper|mail_paper|"
+                               r"reject_invoices|confirm_returned|regenerate_e_invoices)$"),
         (r"^(Finance|Finance orders|Payments|Bank transfers|Bank statements|Finance refunds|"
-         r"Reconciliation)$", r"^menu_access$"),
+         r"Finance invoices|Reconciliation)$", r"^menu_access$"),
     ],
     "reviewer": _SELF_SERVICE + [
         (r"^ReviewQueue$", r"^(can_(list|show)|pass_review|fail_review_\w+)$"),

@@ -98,3 +98,11 @@ def send_refund(refund_id: int) -> str:
     if outcome == "pending":
         raise ProviderPending(refund.number)
     return outcome
+
+
+def make_invoice_pdf(invoice_id: int) -> str:
+    """Issue a requested e-invoice as a PDF, or make a red-letter reversal's PDF (idempotent:
+    the invoice row is locked and an issued one is skipped)."""
+    from app.workflow.invoices import make_pdf
+
+    return make_pdf(invoice_id)

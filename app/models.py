@@ -1100,8 +1100,24 @@ class Invoice(TimestampMixin, Model):
     unit: Mapped[Unit] = relationship()
     reversal_of: Mapped[Optional["Invoice"]] = relationship(remote_side=[id])
 
+    @property
+    def logistics(self) -> int | None:
+        """The invoice's id once it was mailed (views turn it into the "view logistics" link)."""
+        return self.id if self.tracking_no else None
+
     def __repr__(self) -> str:
         return self.number or f"#{self.id}"
+
+
+# The order's id while its unit may ask for an invoice (paid, no active invoice), else NULL:
+# the unit's order list turns it into a "Request an invoice" link without a query per row.
+Order.invoice_request_id = column_property(
+    sa.case((sa.and_(
+        Order.status == OrderStatus.paid,
+        ~sa.exists().where(Invoice.order_id == Order.id, Invoice.reversal_of_id.is_(None),
+                           Invoice.status.in_(ACTIVE_INVOICE_STATUSES)),
+    ), Order.id), else_=None),
+    deferred=True)
 
 
 class Refund(TimestampMixin, Model):

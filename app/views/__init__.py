@@ -10,6 +10,7 @@ from app.views import (
     delegation,
     events,
     finance,
+    invoices,
     journey,
     orders,
     payments,
@@ -44,6 +45,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     add(unit.UnitOrderView, "Unit orders", _l("Badge-fee orders"), "fa-shopping-cart",
         *journey_menu)
     add(refunds.UnitRefundView, "Unit refunds", _l("Refunds"), "fa-undo", *journey_menu)
+    add(invoices.UnitInvoiceView, "Unit invoices", _l("Invoices"), "fa-file-text",
+        *journey_menu)
     add(unit.UnitEventView, "Unit events", _l("Supporting events"), "fa-calendar",
         *journey_menu)
     add(unit.UnitApplicationView, "Unit applications", _l("Event applications"), "fa-inbox",
@@ -76,6 +79,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     add(finance.FinanceRefundView, "Finance refunds", _l("Refunds"), "fa-undo", *money)
     add(finance.ReconciliationView, "Reconciliation", _l("Daily reconciliation"),
         "fa-balance-scale", *money)
+    add(invoices.FinanceInvoiceView, "Finance invoices", _l("Invoices"), "fa-file-text",
+        *money)
 
     reviewing = ("Security review", _l("Security review"), "fa-user-shield")
     add(review.ReviewQueueView, "Review queue", _l("Review queue"), "fa-list-check",

@@ -93,6 +93,10 @@ def panels_for(actor: Actor) -> list[Panel]:
         orders = count_by_status(m.Order, actor, m.Order.edition_id == edition.id)
         panels.append(Panel(_l("Badge-fee orders"),
                             status_rows(orders, m.OrderStatus, "UnitOrderView")))
+        invoices = count_by_status(m.Invoice, actor)
+        if invoices:
+            panels.append(Panel(_l("Invoices"),
+                                status_rows(invoices, m.InvoiceStatus, "UnitInvoiceView")))
     if actor.has(DELEGATION, SUB_DELEGATION) and actor.is_delegation:
         panels.append(_units_panel(actor, edition, "DelegationUnitView"))
         panels.append(_persons_panel(actor, edition, "DelegationPersonView"))
@@ -104,7 +108,8 @@ def panels_for(actor: Actor) -> list[Panel]:
         panels.append(Panel(_l("Payments"),
                             status_rows(payments, m.PaymentStatus, "FinancePaymentView")))
         invoices = count_by_status(m.Invoice, actor)
-        panels.append(Panel(_l("Invoices"), status_rows(invoices, m.InvoiceStatus, None)))
+        panels.append(Panel(_l("Invoices"), status_rows(invoices, m.InvoiceStatus,
+                                                       "FinanceInvoiceView")))
         refunds = count_by_status(m.Refund, actor)
         panels.append(Panel(_l("Refunds"), status_rows(refunds, m.RefundStatus, None)))
     if actor.has(REVIEWER):

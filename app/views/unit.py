@@ -11,6 +11,7 @@ from flask_appbuilder.security.decorators import has_access
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
+from sqlalchemy.orm import undefer
 from wtforms import BooleanField, FileField, SelectField, SelectMultipleField, StringField, widgets
 from wtforms.validators import DataRequired, Email, Length, Optional
 
@@ -25,6 +26,7 @@ from app.views.base import (
     download_link,
     flash_batch_result,
 )
+from app.views.invoices import request_link as invoice_request_link
 from app.views.labels import fmt_entry_days
 from app.workflow import addresses, documents, events, payments, persons
 from app.workflow.editions import current_edition
@@ -285,23 +287,27 @@ def pay_link(pk: int) -> Markup:
 
 
 class UnitOrderView(ScopedModelView):
-    """The unit's badge-fee orders (read here; paying is on the order page)."""
+    """The unit's badge-fee orders (read here; paying is on the order page); a paid order
+    without an active invoice links to the invoice request."""
 
     route_base = "/unit/orders"
     class_permission_name = "UnitOrders"
-    datamodel = ScopedInterface(m.Order)
+    # The request link is computed in the list's own SELECT (no query per row).
+    datamodel = ScopedInterface(m.Order, options=[undefer(m.Order.invoice_request_id)])
     title = _l("Badge-fee orders")
     base_filters = [["edition_id", FilterEqualFunction, current_edition_id]]
     base_order = ("id", "desc")
-    list_columns = ["number", "status", "fee_fen", "amount_fen", "created_at", "paid_at", "id"]
+    list_columns = ["number", "status", "fee_fen", "amount_fen", "created_at", "paid_at", "id",
+                    "invoice_request_id"]
     show_columns = list_columns
     formatters_columns = {
         "number": lambda number: Markup('<a href="{}">{}</a>').format(
             url_for("UnitOrderPageView.by_number", number=number), number),
-        "id": pay_link}
+        "id": pay_link, "invoice_request_id": invoice_request_link}
     search_columns = ["number", "status"]
+    order_columns = ["number", "status", "fee_fen", "amount_fen", "created_at", "paid_at"]
     base_permissions = ["can_list", "can_show"]
-    label_columns = {"id": _l("Payment")}
+    label_columns = {"id": _l("Payment"), "invoice_request_id": _l("Invoice")}
 
 
 def apply_link(pk: int) -> Markup:

@@ -1,0 +1,302 @@
+"""Invoices, both sides of one record: the unit asks for an invoice from a paid order, downloads
+and prints its e-invoices, views the logistics of its paper invoice and asks to void; finance
+works the queue (issues and mails paper invoices, confirms returned ones, rejects requests,
+makes a failed e-invoice again). Every read and change is scoped (units: their own invoices)."""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import abort, current_app, flash, redirect, request, send_from_directory, url_for
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.forms import DynamicForm
+from flask_appbuilder.security.decorators import has_access, permission_name
+from flask_appbuilder.widgets import FormWidget
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
+from wtforms import SelectField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+from app import models as m
+from app.extensions import db
+from app.formatting import fmt_datetime, fmt_money
+from app.security import current_actor, get_scoped, scoped
+from app.views.base import ScopedInterface, ScopedModelView, Selection, attempt, batch_action
+from app.workflow import invoices
+
+INVOICE_LABELS = {
+    "number": _l("Invoice number"),
+    "kind": _l("Invoice type"),
+    "buyer_name": _l("Buyer"),
+    "buyer_tax_id": _l("Buyer's taxpayer ID"),
+    "buyer_address": _l("Buyer's address"),
+    "buyer_phone": _l("Buyer's phone"),
+    "buyer_bank": _l("Buyer's bank"),
+    "buyer_account": _l("Buyer's account"),
+    "buyer_locked": _l("Buyer is the payer"),
+    "pdf_key": _l("E-invoice"),
+    "carrier": _l("Carrier"),
+    "tracking_no": _l("Tracking number"),
+    "issued_at": _l("Issued at"),
+    "reversal_of.number": _l("Red-letter reversal of"),
+    "logistics": _l("Logistics"),
+}
+DETAIL_COLUMNS = ["number", "order.number", "kind", "status", "amount_fen", "buyer_name",
+                  "buyer_tax_id", "buyer_address", "buyer_phone", "buyer_bank",
+                  "buyer_account", "buyer_locked", "issued_at", "pdf_key", "carrier",
+                  "tracking_no", "reject_reason", "reversal_of.number", "created_at"]
+
+
+def pdf_link(endpoint: str) -> Any:
+    """A formatter turning the PDF's storage key into the scoped download link."""
+    def fmt(key: str | None) -> Markup:
+        if not key:
+            return Markup("")
+        return Markup('<a class="ciie-invoice-pdf" href="{}"><i class="fa fa-download"></i> '
+                      '{}</a>').format(url_for(f"{endpoint}.download", filename=key),
+                                       _("Download PDF"))
+
+    return fmt
+
+
+def logistics_link(invoice_id: int | None) -> Markup:
+    if not invoice_id:
+        return Markup("")
+    return Markup('<a class="ciie-logistics" href="{}"><i class="fa fa-truck"></i> {}</a>').format(
+        url_for("UnitInvoiceView.logistics", pk=invoice_id), _("View logistics"))
+
+
+def request_link(order_id: int | None) -> Markup:
+    """The order list's link to ask for an invoice (only for paid orders without one)."""
+    if not order_id:
+        return Markup("")
+    return Markup('<a class="btn btn-sm btn-primary ciie-request-invoice" href="{}">'
+                  '<i class="fa fa-file-text"></i> {}</a>').format(
+        url_for("UnitInvoiceView.request_invoice", order_id=order_id), _("Request an invoice"))
+
+
+def form_page(view: ScopedModelView, form: DynamicForm, title: Any,
+              summary: list[tuple[Any, Any]], note: Any = None):
+    """A form under a summary of the record it acts on (unit request, finance issue/mail)."""
+    widget = FormWidget(form=form, include_cols=[f.name for f in form if f.name != "csrf_token"],
+                        exclude_cols=[], fieldsets=[])
+    return view.render_template("ciie/invoice_form.html", title=title, summary=summary,
+                                note=note, widgets={"add": widget})
+
+
+class InvoiceFiles:
+    """The PDF download, scoped like every file: only a row in the actor's scope holding that
+    key is served, named after the invoice number."""
+
+    file_columns = ("pdf_key",)
+
+    @expose("/download/<string:filename>")
+    @has_access
+    def download(self, filename: str):
+        invoice = db.session.scalars(scoped(
+            sa.select(m.Invoice).where(m.Invoice.pdf_key == filename), m.Invoice)).first()
+        if invoice is None:
+            abort(404)
+        return send_from_directory(current_app.config["UPLOAD_FOLDER"], invoice.pdf_key,
+                                   as_attachment=True, mimetype="application/pdf",
+                                   download_name=f"invoice-{invoice.number}.pdf")
+
+
+# --------------------------------------------------------------------------------------------
+# Unit
+# --------------------------------------------------------------------------------------------
+
+class InvoiceRequestForm(DynamicForm):
+    kind = SelectField(_l("Invoice type"), validators=[DataRequired()],
+                       choices=[(k.value, k.label) for k in m.InvoiceKind])
+    buyer_name = StringField(_l("Buyer's name"), validators=[Optional(), Length(max=200)])
+    buyer_tax_id = StringField(_l("Buyer's taxpayer ID (unified social credit code)"),
+                               validators=[Optional(), Length(max=30)])
+    buyer_address = StringField(_l("Buyer's address"), validators=[Optional(), Length(max=300)])
+    buyer_phone = StringField(_l("Buyer's phone"), validators=[Optional(), Length(max=32)])
+    buyer_bank = StringField(_l("Buyer's bank"), validators=[Optional(), Length(max=200)])
+    buyer_account = StringField(_l("Buyer's account number"),
+                                validators=[Optional(), Length(max=64)])
+
+
+BUYER_FORM_FIELDS = {"name": "buyer_name", "tax_id": "buyer_tax_id",
+                     "address": "buyer_address", "phone": "buyer_phone", "bank": "buyer_bank",
+                     "account": "buyer_account"}
+
+
+class UnitInvoiceView(InvoiceFiles, ScopedModelView):
+    """The unit's invoices (and red-letter reversals): download, logistics, voiding."""
+
+    route_base = "/unit/invoices"
+    class_permission_name = "UnitInvoices"
+    datamodel = ScopedInterface(m.Invoice)
+    title = _l("Invoices")
+    base_order = ("id", "desc")
+    list_columns = ["number", "order.number", "kind", "status", "amount_fen", "buyer_name",
+                    "issued_at", "pdf_key", "logistics", "reversal_of.number"]
+    show_columns = DETAIL_COLUMNS
+    search_columns = ["status", "kind", "number", "issued_at"]
+    order_columns = ["number", "kind", "status", "amount_fen", "issued_at"]
+    base_permissions = ["can_list", "can_show", "can_download", "can_request", "can_logistics"]
+    label_columns = INVOICE_LABELS
+    formatters_columns = {"pdf_key": pdf_link("UnitInvoiceView"), "logistics": logistics_link}
+    list_template = "ciie/invoice_list.html"
+    reason_actions = ("request_void",)
+
+    @batch_action("request_void", _l("Void the invoice"),
+                  _l("An e-invoice is reversed at once by a red-letter invoice. A paper invoice "
+                     "must be mailed back; finance voids it when it arrives."), "fa-undo")
+    def request_void(self, selection: Selection):
+        return invoices.request_void(current_actor(), selection.ids, request.form.get("reason"))
+
+    @expose("/request/<int:order_id>", methods=["GET", "POST"])
+    @has_access
+    @permission_name("request")
+    def request_invoice(self, order_id: int):
+        """Ask for an invoice for one paid order; the buyer is locked to the payer for B2B and
+        transfer payments (shown read-only), pre-filled with the unit for QR payments."""
+        actor = current_actor()
+        order, defaults, locked = invoices.buyer_defaults(actor, order_id)
+        if invoices.active_invoice_exists(order.id) and request.method == "GET":
+            flash(_("An invoice for this order is already requested or issued; void it first "
+                    "to ask for another one."), "warning")
+            return redirect(url_for("UnitInvoiceView.list"))
+        # On a POST the submitted values win; the defaults fill only what was not sent.
+        form = InvoiceRequestForm(data={f: getattr(defaults, k)
+                                        for k, f in BUYER_FORM_FIELDS.items()})
+        if locked:
+            for name in invoices.LOCKED_FIELDS:
+                if getattr(defaults, name):
+                    getattr(form, BUYER_FORM_FIELDS[name]).render_kw = {"readonly": True}
+        if request.method == "POST" and form.validate() and attempt(
+                lambda: invoices.request_invoice(actor, order.id, form.kind.data,
+                                                 invoices.BuyerData(**{
+                                                     k: getattr(form, f).data or ""
+                                                     for k, f in BUYER_FORM_FIELDS.items()})),
+                _("Your invoice request was sent.")):
+            return redirect(url_for("UnitInvoiceView.list"))
+        payment = invoices.confirmed_payment(order.id)
+        note = _("The buyer is the paying unit named by the payment: its name, taxpayer ID, "
+                 "bank and account cannot be changed.") if locked else \
+            _("Check the buyer: it is printed on the invoice as entered.")
+        return form_page(self, form, _("Request an invoice"), [
+            (_("Order"), order.number), (_("Amount"), fmt_money(order.amount_fen)),
+            (_("Payment method"), payment.channel.label if payment else ""),
+            (_("Special VAT paper invoice"),
+             _("needs the buyer's taxpayer ID, address, phone, bank and account")),
+        ], note)
+
+    @expose("/logistics/<int:pk>")
+    @has_access
+    @permission_name("logistics")
+    def logistics(self, pk: int):
+        """Where the paper invoice is: carrier, tracking number and when it was mailed."""
+        invoice = get_scoped(m.Invoice, pk, current_actor())
+        if invoice is None:
+            abort(404)
+        mailed_at = db.session.scalar(sa.select(sa.func.max(m.AuditEvent.at)).where(
+            m.AuditEvent.record_type == invoices.RECORD, m.AuditEvent.record_id == invoice.id,
+            m.AuditEvent.action == "mail"))
+        return self.render_template("ciie/invoice_logistics.html", title=_("Logistics"),
+                                    invoice=invoice, mailed_at=fmt_datetime(mailed_at))
+
+
+# --------------------------------------------------------------------------------------------
+# Finance
+# --------------------------------------------------------------------------------------------
+
+class IssueForm(DynamicForm):
+    number = StringField(_l("Invoice number printed on the paper invoice"),
+                         validators=[DataRequired(), Length(max=32)])
+
+
+class MailForm(DynamicForm):
+    carrier = StringField(_l("Carrier"), validators=[DataRequired(), Length(max=50)])
+    tracking_no = StringField(_l("Tracking number"), validators=[DataRequired(), Length(max=64)])
+
+
+class FinanceInvoiceView(InvoiceFiles, ScopedModelView):
+    """Finance's invoice queue: every invoice, filters, paper issue and mailing, returns,
+    rejections."""
+
+    route_base = "/finance/invoices"
+    class_permission_name = "FinanceInvoices"
+    datamodel = ScopedInterface(m.Invoice)
+    title = _l("Invoices")
+    base_order = ("id", "desc")
+    list_columns = ["number", "order.number", "unit.name", "kind", "status", "amount_fen",
+                    "buyer_name", "buyer_tax_id", "created_at", "issued_at", "pdf_key",
+                    "carrier", "tracking_no", "reversal_of.number"]
+    show_columns = ["unit.name"] + DETAIL_COLUMNS
+    search_columns = ["status", "kind", "number", "buyer_name", "buyer_tax_id", "buyer_locked",
+                      "tracking_no", "created_at", "issued_at"]
+    order_columns = ["number", "kind", "status", "amount_fen", "buyer_name", "created_at",
+                     "issued_at"]
+    base_permissions = ["can_list", "can_show", "can_download", "can_issue", "can_mail"]
+    label_columns = INVOICE_LABELS
+    formatters_columns = {"pdf_key": pdf_link("FinanceInvoiceView")}
+    reason_actions = ("reject_invoices",)
+
+    def _summary(self, invoice: m.Invoice) -> list[tuple[Any, Any]]:
+        return [(self.label_columns[c], getattr(invoice, c) or "") for c in (
+            "buyer_name", "buyer_tax_id", "buyer_address", "buyer_phone", "buyer_bank",
+            "buyer_account")] + [(_("Order"), invoice.order.number),
+                                 (_("Amount"), fmt_money(invoice.amount_fen)),
+                                 (_("Invoice type"), invoice.kind.label),
+                                 (_("Status"), invoice.status.label)]
+
+    def _invoice(self, pk: int) -> m.Invoice:
+        invoice = get_scoped(m.Invoice, pk, current_actor())
+        if invoice is None:
+            abort(404)
+        return invoice
+
+    @batch_action("issue_paper", _l("Issue the paper invoice"), None, "fa-pencil",
+                  multiple=False)
+    def issue_paper(self, selection: Selection):
+        return redirect(url_for("FinanceInvoiceView.issue", pk=selection.id_list()[0]))
+
+    @batch_action("mail_paper", _l("Mark as mailed"), None, "fa-truck", multiple=False)
+    def mail_paper(self, selection: Selection):
+        return redirect(url_for("FinanceInvoiceView.mail", pk=selection.id_list()[0]))
+
+    @batch_action("reject_invoices", _l("Reject the request"), None, "fa-times")
+    def reject_invoices(self, selection: Selection):
+        return invoices.reject_requests(current_actor(), selection.ids,
+                                        request.form.get("reason"))
+
+    @batch_action("confirm_returned", _l("Paper invoice returned: void it"),
+                  _l("Confirm that the paper invoices came back; they are voided."), "fa-undo")
+    def confirm_returned(self, selection: Selection):
+        return invoices.confirm_returned(current_actor(), selection.ids)
+
+    @batch_action("regenerate_e_invoices", _l("Make the e-invoice again"), None, "fa-refresh")
+    def regenerate_e_invoices(self, selection: Selection):
+        return invoices.regenerate(current_actor(), selection.ids)
+
+    @expose("/issue/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    @permission_name("issue")
+    def issue(self, pk: int):
+        """Finance enters the number of the paper special invoice it issued."""
+        invoice = self._invoice(pk)
+        form = IssueForm()
+        if request.method == "POST" and form.validate() and attempt(
+                lambda: invoices.issue_paper(current_actor(), invoice.id, form.number.data),
+                _("Issued.")):
+            return redirect(url_for("FinanceInvoiceView.show", pk=invoice.id))
+        return form_page(self, form, _("Issue the paper invoice"), self._summary(invoice))
+
+    @expose("/mail/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    @permission_name("mail")
+    def mail(self, pk: int):
+        """Finance records how the issued paper invoice was sent."""
+        invoice = self._invoice(pk)
+        form = MailForm()
+        if request.method == "POST" and form.validate() and attempt(
+                lambda: invoices.mail_paper(current_actor(), invoice.id, form.carrier.data,
+                                            form.tracking_no.data), _("Saved.")):
+            return redirect(url_for("FinanceInvoiceView.show", pk=invoice.id))
+        return form_page(self, form, _("Paper invoice mailed"), self._summary(invoice))

@@ -1,0 +1,500 @@
+"""VAT invoices for paid badge-fee orders: requested by the unit, issued by the system (e-invoice,
+a PDF made by a job) or by finance (paper special invoice, then mailed), and voided.
+
+Invoices are never edited or deleted once issued: voiding an e-invoice adds a linked red-letter
+reversal (a new row with `reversal_of_id`, its own number and PDF) and marks the original
+voided; a paper invoice is voided when finance confirms it came back. One active invoice per
+order is held by a partial unique index; `active_invoice_exists` tells the refund workflow.
+
+For B2B and bank-transfer payments the buyer is the payer: its name, taxpayer id, bank and
+account come from the payment and cannot be changed (`buyer_locked`). A request that names
+another buyer is refused, not silently corrected, so the unit knows what will be printed.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import sqlalchemy as sa
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy.exc import IntegrityError
+
+from app import invoice_pdf, storage
+from app import models as m
+from app.clock import now
+from app.extensions import db, queue
+from app.formatting import fmt_money
+from app.security import FINANCE, SYSTEM, WRITE, Actor, get_scoped, scoped
+from app.validation import ValidationFailed, normalise_uscc
+from app.workflow.audit import record, record_many
+from app.workflow.errors import BatchResult, WorkflowError
+from app.workflow.notices import Notice, create_notices, enqueue_sends, render
+from app.workflow.numbers import reserve
+from app.workflow.transitions import as_id_select, move
+
+log = logging.getLogger(__name__)
+
+Inv = m.Invoice
+IS = m.InvoiceStatus
+IK = m.InvoiceKind
+Ch = m.PaymentChannel
+RECORD = "invoice"
+# The payment names the buyer for these channels: the paying unit's own corporate account.
+LOCKED_CHANNELS = (Ch.b2b, Ch.transfer)
+# Refunds still moving: the amount to invoice is not settled until they are done or refused.
+OPEN_REFUND_STATUSES = (m.RefundStatus.requested, m.RefundStatus.approved,
+                        m.RefundStatus.sent, m.RefundStatus.failed)
+PAPER_NUMBER = re.compile(r"^\d{8,20}$")
+
+
+@dataclass
+class BuyerData:
+    """The buyer printed on the invoice, as the unit typed it (or as the payment names it)."""
+
+    name: str = ""
+    tax_id: str = ""
+    address: str = ""
+    phone: str = ""
+    bank: str = ""
+    account: str = ""
+
+    def cleaned(self) -> "BuyerData":
+        return BuyerData(**{f.name: (getattr(self, f.name) or "").strip()
+                            for f in fields(self)})
+
+
+# What the payment knows of its payer, hence what a locked buyer cannot change.
+LOCKED_FIELDS = ("name", "tax_id", "bank", "account")
+
+
+def _label() -> Any:
+    """How a refused invoice is named in a batch report: its number, else #id."""
+    return sa.func.coalesce(Inv.number, sa.literal("#") + sa.cast(Inv.id, sa.String))
+
+
+def _one(result: BatchResult) -> None:
+    """A single-record move: a refusal becomes the error the form shows."""
+    if result.refused:
+        db.session.rollback()
+        raise WorkflowError(result.refused[0].reason)
+    if not result.done:
+        db.session.rollback()
+        raise WorkflowError(_l("No such invoice."), 404)
+
+
+def _require_finance(actor: Actor) -> None:
+    if not (actor.is_admin or actor.has(FINANCE)):
+        raise WorkflowError(_l("Only finance can do this."), 403)
+
+
+def active_invoice_exists(order_id: int) -> bool:
+    """Whether an invoice covers the order (requested, issued, mailed or being voided): the
+    refund workflow refuses until it is voided or rejected."""
+    return bool(db.session.scalar(sa.select(sa.exists().where(
+        Inv.order_id == order_id, Inv.reversal_of_id.is_(None),
+        Inv.status.in_(m.ACTIVE_INVOICE_STATUSES)))))
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+# --------------------------------------------------------------------------------------------
+
+def confirmed_payment(order_id: int) -> m.Payment | None:
+    return db.session.scalars(sa.select(m.Payment).where(
+        m.Payment.order_id == order_id,
+        m.Payment.status == m.PaymentStatus.confirmed)).one_or_none()
+
+
+def _payer(payment: m.Payment, unit: m.Unit) -> BuyerData:
+    """The payer as the payment records it. A B2B payment comes from the unit's own corporate
+    account, so what the gateway did not report is the unit's own data; a payer named like the
+    unit without a taxpayer id recorded is the unit itself."""
+    name = (payment.payer_name or "").strip() or unit.name
+    tax_id = _compact_tax_id(payment.payer_tax_id)
+    if not tax_id and name == unit.name:
+        tax_id = unit.uscc or ""
+    return BuyerData(name=name, tax_id=tax_id, bank=(payment.payer_bank or "").strip(),
+                     account=(payment.payer_account or "").strip())
+
+
+def _payable_order(actor: Actor, order_id: int) -> tuple[m.Order, m.Payment]:
+    """The actor's paid order and its confirmed payment, or the reason it cannot be invoiced."""
+    if actor.unit_id is None:
+        raise WorkflowError(_l("Only a unit account can do this."), 403)
+    order = get_scoped(m.Order, order_id, actor, WRITE)
+    if order is None:
+        raise WorkflowError(_l("No such order."), 404)
+    payment = confirmed_payment(order.id) if order.status is m.OrderStatus.paid else None
+    if payment is None:
+        raise WorkflowError(_l("Only a paid order can be invoiced."))
+    return order, payment
+
+
+def buyer_defaults(actor: Actor, order_id: int) -> tuple[m.Order, BuyerData, bool]:
+    """The order, the buyer to pre-fill the request form with, and whether it is locked (the
+    payer of a B2B or transfer payment) or only a suggestion (the unit itself, for QR)."""
+    order, payment = _payable_order(actor, order_id)
+    unit = order.unit
+    if payment.channel in LOCKED_CHANNELS:
+        return order, _payer(payment, unit), True
+    return order, BuyerData(name=unit.name, tax_id=unit.uscc or "", address=unit.address or ""), \
+        False
+
+
+def _compact_tax_id(value: str | None) -> str:
+    return re.sub(r"[\s-]", "", value or "").upper()
+
+
+def _checked_buyer(kind: m.InvoiceKind, typed: BuyerData, payer: BuyerData | None) -> BuyerData:
+    """The buyer to print: when locked, the payer's fields as the payment recorded them (a
+    request naming another buyer is refused; a field the payment left empty, e.g. a bank the
+    gateway did not report, the unit completes); the typed ones otherwise. The taxpayer id is
+    checked, and a special invoice must be complete."""
+    buyer = typed.cleaned()
+    if payer is not None:
+        for name in LOCKED_FIELDS:
+            given, fixed = getattr(buyer, name), getattr(payer, name)
+            if name == "tax_id":
+                given = _compact_tax_id(given)
+            if not fixed:
+                setattr(buyer, name, given)
+                continue
+            if given and given != fixed:
+                raise WorkflowError(_l(
+                    "The buyer of this invoice is the paying unit, %(payer)s, as the payment "
+                    "names it; its name, taxpayer ID, bank and account cannot be changed.",
+                    payer=payer.name), 400)
+            setattr(buyer, name, fixed)
+    if not buyer.name:
+        raise WorkflowError(_l("Enter the buyer's name."), 400)
+    if buyer.tax_id:
+        try:
+            buyer.tax_id = normalise_uscc(buyer.tax_id)
+        except ValidationFailed as exc:
+            if payer is not None:
+                raise WorkflowError(_l(
+                    "The taxpayer ID recorded with the payment is not valid (%(reason)s); "
+                    "please contact finance.", reason=exc.message), 400) from None
+            raise WorkflowError(exc.message, 400) from None
+    if kind is IK.paper_special:
+        missing = [label for value, label in (
+            (buyer.tax_id, _l("taxpayer ID")), (buyer.address, _l("address")),
+            (buyer.phone, _l("phone")), (buyer.bank, _l("bank")),
+            (buyer.account, _l("account")))
+            if not value]
+        if missing:
+            raise WorkflowError(_l(
+                "A special VAT invoice needs the buyer's name, taxpayer ID, address, phone, "
+                "bank and account; missing: %(fields)s.",
+                fields=", ".join(str(label) for label in missing)), 400)
+    return buyer
+
+
+def _invoicable_fen(order: m.Order, payment: m.Payment) -> int:
+    """What the order still holds: its persons' fees minus those already refunded."""
+    RI = m.RefundItem
+    if db.session.scalar(sa.select(sa.exists().where(
+            m.Refund.payment_id == payment.id, m.Refund.status.in_(OPEN_REFUND_STATUSES)))):
+        raise WorkflowError(_l("A refund for this order is in progress; ask for the invoice "
+                               "once it is finished."))
+    refunded = sa.select(RI.order_item_id).join(m.Refund, m.Refund.id == RI.refund_id).where(
+        RI.active.is_(True), m.Refund.status == m.RefundStatus.done)
+    amount = db.session.scalar(sa.select(sa.func.coalesce(sa.func.sum(m.OrderItem.amount_fen), 0))
+                               .where(m.OrderItem.order_id == order.id,
+                                      m.OrderItem.active.is_(True),
+                                      m.OrderItem.id.not_in(refunded)))
+    if not amount:
+        raise WorkflowError(_l("Nothing is left to invoice on this order: every fee was "
+                               "refunded."))
+    return int(amount)
+
+
+def request_invoice(actor: Actor, order_id: int, kind: m.InvoiceKind | str,
+                    buyer: BuyerData) -> m.Invoice:
+    """The unit asks for an invoice for its paid order. An e-invoice is then made by a job."""
+    try:
+        kind = IK(kind)
+    except ValueError:
+        raise WorkflowError(_l("Choose the kind of invoice."), 400) from None
+    order, payment = _payable_order(actor, order_id)
+    already = _l("An invoice for this order is already requested or issued; void it first to "
+                 "ask for another one.")
+    if active_invoice_exists(order.id):
+        raise WorkflowError(already)
+    locked = payment.channel in LOCKED_CHANNELS
+    data = _checked_buyer(kind, buyer, _payer(payment, order.unit) if locked else None)
+    invoice = Inv(order_id=order.id, unit_id=order.unit_id, kind=kind, status=IS.requested,
+                  amount_fen=_invoicable_fen(order, payment), buyer_name=data.name,
+                  buyer_tax_id=data.tax_id or None, buyer_address=data.address or None,
+                  buyer_phone=data.phone or None, buyer_bank=data.bank or None,
+                  buyer_account=data.account or None, buyer_locked=locked)
+    db.session.add(invoice)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # Two requests at once: the partial unique index lets one through.
+        db.session.rollback()
+        raise WorkflowError(already) from None
+    record(actor, RECORD, invoice.id, "request", to_state=IS.requested,
+           detail={"kind": kind.value, "amount_fen": invoice.amount_fen,
+                   "buyer_locked": locked, "order": order.number})
+    db.session.commit()
+    if kind is IK.e_normal:
+        schedule_pdfs([invoice.id])
+    return invoice
+
+
+# --------------------------------------------------------------------------------------------
+# E-invoices and reversals: the PDF job
+# --------------------------------------------------------------------------------------------
+
+def _next_numbers(count: int) -> list[str]:
+    """Invoice numbers of the system's e-invoice series (year + 8 digits)."""
+    year = now().year
+    return [f"{year}{n:08d}" for n in reserve("invoice", count)]
+
+
+def schedule_pdfs(invoice_ids: Iterable[int]) -> None:
+    """After the commit: make each e-invoice's (or reversal's) PDF in a job. Inline, a failure
+    leaves the invoice requested (finance can make it again) instead of failing the request."""
+    from app.jobs import make_invoice_pdf
+
+    for invoice_id in invoice_ids:
+        if queue.inline:
+            try:
+                make_invoice_pdf(invoice_id)
+            except Exception:  # logged; the invoice stays as it was, retried from finance
+                db.session.rollback()
+                log.exception("invoice %s: PDF not made", invoice_id)
+        else:
+            queue.enqueue(make_invoice_pdf, invoice_id, job_id=f"invoice-pdf-{invoice_id}")
+
+
+def _document(invoice: m.Invoice, number: str, issued_at: Any) -> invoice_pdf.InvoiceDocument:
+    return invoice_pdf.InvoiceDocument(
+        number=number, issued_at=issued_at, order_number=invoice.order.number,
+        amount_fen=invoice.amount_fen, fee_fen=invoice.order.fee_fen,
+        buyer_name=invoice.buyer_name, buyer_tax_id=invoice.buyer_tax_id,
+        buyer_address=invoice.buyer_address, buyer_phone=invoice.buyer_phone,
+        buyer_bank=invoice.buyer_bank, buyer_account=invoice.buyer_account,
+        reverses=invoice.reversal_of.number if invoice.reversal_of_id else None)
+
+
+def make_pdf(invoice_id: int) -> str:
+    """Issue a requested e-invoice (number, date, PDF → issued), or make the PDF of a reversal
+    issued without one. Idempotent: the row is locked and anything else is skipped."""
+    invoice = db.session.scalars(sa.select(Inv).where(Inv.id == invoice_id)
+                                 .with_for_update()).one_or_none()
+    if invoice is None or invoice.kind is not IK.e_normal or invoice.pdf_key:
+        db.session.rollback()
+        return "skipped"
+    # A reversal is issued when it is created and only lacks its PDF; an original waits.
+    reversal = invoice.reversal_of_id is not None
+    if invoice.status is not (IS.issued if reversal else IS.requested):
+        db.session.rollback()
+        return "skipped"
+    number = invoice.number if reversal else _next_numbers(1)[0]
+    issued_at = invoice.issued_at if reversal else now()
+    with force_locale(invoice.unit.language or "zh"):
+        data = invoice_pdf.render(_document(invoice, number, issued_at))
+    key = storage.store(data, "pdf")
+    try:
+        if reversal:
+            db.session.execute(sa.update(Inv).where(Inv.id == invoice.id, Inv.pdf_key.is_(None))
+                               .values(pdf_key=key))
+            record(SYSTEM, RECORD, invoice.id, "pdf")
+            notification_ids: list[int] = []
+        else:
+            _one(move(SYSTEM, Inv, [invoice.id], action="issue", from_states=[IS.requested],
+                      to_state=IS.issued, label=_label(), commit=False,
+                      values={"number": number, "issued_at": issued_at, "pdf_key": key}))
+            notification_ids = create_notices(invoice_notices([invoice.id], "issued"))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        storage.remove(key)
+        raise
+    enqueue_sends(notification_ids)
+    return "done"
+
+
+def regenerate(actor: Actor, invoice_ids: Iterable[int] | sa.Select) -> BatchResult:
+    """Finance makes again the e-invoices whose job failed (requested e-invoices, reversals
+    without a PDF)."""
+    _require_finance(actor)
+    waiting = sa.or_(sa.and_(Inv.status == IS.requested, Inv.reversal_of_id.is_(None)),
+                     sa.and_(Inv.reversal_of_id.is_not(None), Inv.pdf_key.is_(None)))
+    rows = db.session.execute(scoped(
+        sa.select(Inv.id, Inv.status, _label().label("label"),
+                  sa.and_(Inv.kind == IK.e_normal, waiting).label("ok"))
+        .where(Inv.id.in_(as_id_select(Inv, invoice_ids))), Inv, actor, WRITE)).all()
+    result = BatchResult()
+    for row in rows:
+        if row.ok:
+            result.done.append(row.id)
+        else:
+            result.refuse(row.id, row.label,
+                          _l("only an e-invoice waiting for its PDF can be made again"))
+    record_many(actor, RECORD, [(rid, None) for rid in result.done], "regenerate")
+    db.session.commit()
+    schedule_pdfs(result.done)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Paper special invoices: finance issues, mails; rejections
+# --------------------------------------------------------------------------------------------
+
+def issue_paper(actor: Actor, invoice_id: int, number: str) -> None:
+    """Finance issued the paper special invoice and enters its printed number."""
+    _require_finance(actor)
+    number = re.sub(r"\s", "", number or "")
+    if not PAPER_NUMBER.match(number):
+        raise WorkflowError(_l("Enter the invoice number printed on the paper invoice (8 to "
+                               "20 digits)."), 400)
+    duplicate = _l("Invoice number %(number)s is already used by another invoice.",
+                   number=number)
+    if db.session.scalar(sa.select(sa.exists().where(Inv.number == number))):
+        raise WorkflowError(duplicate)
+    try:
+        _one(move(actor, Inv, [invoice_id], action="issue", from_states=[IS.requested],
+                  to_state=IS.issued, label=_label(), commit=False,
+                  checks=[(Inv.kind == IK.paper_special,
+                           _l("e-invoices are issued by the system"))],
+                  values={"number": number, "issued_at": now()}))
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise WorkflowError(duplicate) from None
+
+
+def mail_paper(actor: Actor, invoice_id: int, carrier: str, tracking_no: str) -> None:
+    """Finance mailed the issued paper invoice; the unit sees the carrier and tracking number
+    and gets an e-mail."""
+    _require_finance(actor)
+    carrier, tracking_no = (carrier or "").strip(), re.sub(r"\s", "", tracking_no or "")
+    if not carrier or not tracking_no:
+        raise WorkflowError(_l("Enter the carrier and the tracking number."), 400)
+    _one(move(actor, Inv, [invoice_id], action="mail", from_states=[IS.issued],
+              to_state=IS.mailed, label=_label(), commit=False,
+              checks=[(Inv.kind == IK.paper_special, _l("only a paper invoice is mailed"))],
+              values={"carrier": carrier[:50], "tracking_no": tracking_no[:64]}))
+    notification_ids = create_notices(invoice_notices([int(invoice_id)], "mailed"))
+    db.session.commit()
+    enqueue_sends(notification_ids)
+
+
+def reject_requests(actor: Actor, invoice_ids: Iterable[int] | sa.Select,
+                    reason: str | None) -> BatchResult:
+    """Finance refuses requests (e.g. wrong buyer data), with a reason the unit sees; the unit
+    may then ask again."""
+    _require_finance(actor)
+    reason = (reason or "").strip()
+    if not reason:
+        raise WorkflowError(_l("Give a reason; the unit will see it."), 400)
+    result = move(actor, Inv, invoice_ids, action="reject", from_states=[IS.requested],
+                  to_state=IS.rejected, label=_label(), reason=reason[:500],
+                  values={"reject_reason": reason[:500]}, commit=False)
+    notification_ids = create_notices(invoice_notices(result.done, "rejected")) \
+        if result.done else []
+    db.session.commit()
+    enqueue_sends(notification_ids)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Voiding
+# --------------------------------------------------------------------------------------------
+
+def request_void(actor: Actor, invoice_ids: Iterable[int] | sa.Select,
+                 reason: str | None = None) -> BatchResult:
+    """The unit asks to void invoices. An e-invoice is reversed at once: a red-letter reversal
+    is added (its PDF made by a job) and the original is voided. A paper invoice waits for
+    finance to confirm it came back."""
+    if actor.unit_id is None:
+        raise WorkflowError(_l("Only a unit account can do this."), 403)
+    reason = (reason or "").strip()[:1000] or None
+    result = move(actor, Inv, invoice_ids, action="request_void",
+                  from_states=[IS.issued, IS.mailed], to_state=IS.void_requested,
+                  label=_label(), reason=reason, commit=False,
+                  checks=[(Inv.reversal_of_id.is_(None),
+                           _l("a red-letter reversal cannot be voided"))])
+    electronic = list(db.session.scalars(sa.select(Inv.id).where(
+        Inv.id.in_(result.done), Inv.kind == IK.e_normal))) if result.done else []
+    reversal_ids = _reverse(electronic, reason) if electronic else []
+    db.session.commit()
+    schedule_pdfs(reversal_ids)
+    return result
+
+
+def _reverse(invoice_ids: list[int], reason: str | None) -> list[int]:
+    """Add a red-letter reversal for each e-invoice and void the originals (by the system)."""
+    originals = db.session.scalars(sa.select(Inv).where(Inv.id.in_(invoice_ids))
+                                   .order_by(Inv.id)).all()
+    issued_at = now()
+    numbers = _next_numbers(len(originals))
+    reversal_ids = list(db.session.scalars(sa.insert(Inv).returning(Inv.id), [
+        {"order_id": o.order_id, "unit_id": o.unit_id, "kind": IK.e_normal,
+         "status": IS.issued, "number": number, "amount_fen": o.amount_fen,
+         "buyer_name": o.buyer_name, "buyer_tax_id": o.buyer_tax_id,
+         "buyer_address": o.buyer_address, "buyer_phone": o.buyer_phone,
+         "buyer_bank": o.buyer_bank, "buyer_account": o.buyer_account,
+         "buyer_locked": o.buyer_locked, "issued_at": issued_at, "reversal_of_id": o.id,
+         "created_at": issued_at, "updated_at": issued_at}
+        for o, number in zip(originals, numbers, strict=True)]))
+    record_many(SYSTEM, RECORD, [(rid, None) for rid in reversal_ids], "reversal",
+                to_state=IS.issued, reason=reason)
+    move(SYSTEM, Inv, invoice_ids, action="reverse", from_states=[IS.void_requested],
+         to_state=IS.voided, label=_label(), reason=reason, commit=False)
+    return reversal_ids
+
+
+def confirm_returned(actor: Actor, invoice_ids: Iterable[int] | sa.Select) -> BatchResult:
+    """Finance confirms paper invoices came back: they are voided."""
+    _require_finance(actor)
+    return move(actor, Inv, invoice_ids, action="void", from_states=[IS.void_requested],
+                to_state=IS.voided, label=_label(),
+                checks=[(Inv.kind == IK.paper_special,
+                         _l("an e-invoice is voided by its reversal"))])
+
+
+# --------------------------------------------------------------------------------------------
+# Notices
+# --------------------------------------------------------------------------------------------
+
+def invoice_notices(invoice_ids: list[int], event: str) -> list[Notice]:
+    """E-mails to the units: an e-invoice is ready, a paper invoice was mailed, a request was
+    rejected (one query; one notice per invoice and event)."""
+    rows = db.session.execute(
+        sa.select(Inv.id, Inv.number, Inv.amount_fen, Inv.carrier, Inv.tracking_no,
+                  Inv.reject_reason, m.Order.number.label("order"),
+                  m.Unit.id.label("unit_id"), m.Unit.name, m.Unit.language, m.Unit.email)
+        .join(m.Order, m.Order.id == Inv.order_id).join(m.Unit, m.Unit.id == Inv.unit_id)
+        .where(Inv.id.in_(invoice_ids))).all()
+    notices = []
+    for row in rows:
+        def text(row: Any = row) -> tuple[str, str]:
+            args = {"unit": row.name, "number": row.number or "", "order": row.order,
+                    "amount": fmt_money(row.amount_fen), "carrier": row.carrier or "",
+                    "tracking": row.tracking_no or "", "reason": row.reject_reason or ""}
+            if event == "issued":
+                return (_("Your CIIE e-invoice is ready"),
+                        _("%(unit)s: e-invoice %(number)s for order %(order)s (%(amount)s) is "
+                          "ready. Log in and open Invoices to download and print it.", **args))
+            if event == "mailed":
+                return (_("Your CIIE paper invoice was mailed"),
+                        _("%(unit)s: paper invoice %(number)s for order %(order)s (%(amount)s) "
+                          "was mailed by %(carrier)s, tracking number %(tracking)s.", **args))
+            return (_("Your CIIE invoice request was rejected"),
+                    _("%(unit)s: finance rejected your invoice request for order %(order)s: "
+                      "%(reason)s You may ask again with corrected data.", **args))
+
+        subject, body = render(row.language, text)
+        notices.append(Notice(f"invoice-{event}:{row.id}", m.NotificationChannel.email,
+                              row.unit_id, row.email or "", row.language, subject, body))
+    return notices
