@@ -155,13 +155,9 @@ class Config:
     INVOICE_SELLER_BANK_ACCOUNT = _env("INVOICE_SELLER_BANK_ACCOUNT",
                                        "中国银行上海市分行 000000000000")
     INVOICE_TAX_RATE = _env("INVOICE_TAX_RATE", "0.06")
-    # reportlab embeds TrueType outlines only (Noto CJK is PostScript-flavoured): the first
-    # existing file is used; scripts/test installs fonts-wqy-microhei.
-    INVOICE_FONTS = tuple(filter(None, (
-        _env("INVOICE_FONT"),
-        "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-        "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-    )))
+    # PDFs embed a CJK TrueType font (app/documents/fonts.py): Debian's WenQuanYi by default.
+    CJK_FONT_PATH = _env("CJK_FONT_PATH")
+    CJK_FONT_INDEX = int(_env("CJK_FONT_INDEX", "0"))
 
 
 class DevelopmentConfig(Config):
@@ -228,10 +224,11 @@ CIIE_ROLES = {
         (r"^PersonFiles$", r"^can_photo$"),
         (r"^UnitEvents$", r"^can_(list|show|apply)$"),
         (r"^UnitApplications$", r"^(can_(list|show)|withdraw_applications)$"),
+        (r"^UnitBadges$", r"^can_(list|show)$"),
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
         (r"^(Registration|Unit information|Unit persons|Earlier persons|Unit documents|"
          r"Addresses|Preview and submit|Unit orders|Unit refunds|Unit invoices|Unit events|"
-         r"Unit applications)$",
+         r"Unit applications|Unit badges)$",
          r"^menu_access$"),
     ],
     "person": _SELF_SERVICE + [
@@ -276,6 +273,12 @@ CIIE_ROLES = {
         (r"^OrganiserApplications$", r"^(can_(list|show)|accept_applications|"
                                      r"decline_applications)$"),
         (r"^(Events|Organiser events|Applications)$", r"^menu_access$"),
+    ],
+    # Gate staff: the scan page and the scan API, nothing else (no list of persons or badges).
+    "gate": _SELF_SERVICE + [
+        (r"^GateCheck$", r"^can_scan$"),
+        (r"^GateApi$", r"^can_scan$"),
+        (r"^(Gate|Gate scan)$", r"^menu_access$"),
     ],
 }
 # A sub-delegation user does what a delegation user does, within its sub-delegation.

@@ -208,6 +208,7 @@ def load_demo() -> list[tuple[str, str]]:
     _user("finance", "finance", "财务", "专员")
     _user("reviewer", "reviewer", "背审", "专员")
     _user("organiser", "organiser", "活动", "主办方", organiser_id=organiser.id)
+    _user("gate", "gate", "入口", "安检")
     _user(unit_g.login, "unit", "进口食品", "单位", unit_id=unit_g.id)
     person_user = _user("person-demo", "person", "刘", "洋")
     registrations[3].person.user_id = person_user.id

@@ -1223,6 +1223,9 @@ class Shipment(Model):
     unit: Mapped[Unit] = relationship()
     address: Mapped[Address] = relationship()
 
+    def __repr__(self) -> str:
+        return f"#{self.id}"
+
 
 class Badge(Model):
     """A physical badge. Reused badges are re-activated for a later edition."""
@@ -1260,6 +1263,8 @@ class Badge(Model):
 
     person: Mapped[Person] = relationship()
     edition: Mapped[Edition] = relationship(foreign_keys=[edition_id])
+    reactivated_for_edition: Mapped[Optional[Edition]] = relationship(
+        foreign_keys=[reactivated_for_edition_id])
     shipment: Mapped[Optional[Shipment]] = relationship()
 
     def __repr__(self) -> str:
@@ -1277,6 +1282,15 @@ class GateScan(Model):
     scanned_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
     scanned_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"))
     gate: Mapped[Optional[str]] = mapped_column(sa.String(50))
+
+    badge: Mapped[Optional[Badge]] = relationship()
+    scanned_by: Mapped[Optional["CiieUser"]] = relationship(foreign_keys=[scanned_by_id])
+
+
+# How many badges a parcel holds (a correlated count, read with the parcel: no query per row).
+Shipment.badge_count = column_property(
+    sa.select(sa.func.count(Badge.id)).where(Badge.shipment_id == Shipment.id)
+    .correlate_except(Badge).scalar_subquery())
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ SUB_DELEGATION = "sub_delegation"
 FINANCE = "finance"
 REVIEWER = "reviewer"
 ORGANISER = "organiser"
-ROLES = (ADMIN, UNIT, PERSON, DELEGATION, SUB_DELEGATION, FINANCE, REVIEWER, ORGANISER)
+GATE = "gate"
+ROLES = (ADMIN, UNIT, PERSON, DELEGATION, SUB_DELEGATION, FINANCE, REVIEWER, ORGANISER, GATE)
 
 READ = "read"
 WRITE = "write"
@@ -331,7 +332,10 @@ def _owned_by_unit(model: type, finance: bool = False) -> Rule:
 
 
 RULES[m.Address] = _owned_by_unit(m.Address)
-RULES[m.Shipment] = _owned_by_unit(m.Shipment)
+# Units follow their parcels; packing and shipping are the badge office's (admins).
+RULES[m.Shipment] = lambda actor, mode: _any(
+    mode == READ and actor.unit_id is not None and m.Shipment.unit_id == actor.unit_id
+)
 RULES[m.Notification] = lambda actor, mode: _any(
     mode == READ and actor.unit_id is not None and m.Notification.unit_id == actor.unit_id
 )
@@ -391,6 +395,13 @@ def _badge_rule(actor: Actor, mode: str) -> Any:
         ),
         mode == READ and actor.has(PERSON) and m.Badge.person_id.in_(_own_person_ids(actor)),
     )
+
+
+@rule(m.GateScan)
+def _gate_scan_rule(actor: Actor, mode: str) -> Any:
+    """Gate staff read back their own scans (never badges or persons: the scan answers)."""
+    return _any(mode == READ and actor.has(GATE) and actor.user_id is not None
+                and m.GateScan.scanned_by_id == actor.user_id)
 
 
 @rule(m.Event)

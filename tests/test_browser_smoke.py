@@ -17,6 +17,7 @@ MENUS = {
     "reviewer": (["人员信息审核"], ["报名", "交易团", "财务", "系统管理"]),
     "organiser": (["配套活动"], ["报名", "交易团", "财务", "系统管理"]),
     "person-demo": ([], ["报名", "交易团", "财务", "人员信息审核", "系统管理"]),
+    "gate": ([], ["报名", "交易团", "财务", "人员信息审核", "配套活动", "系统管理"]),
     "admin": (["系统管理", "用户权限"], []),
 }
 ENGLISH = {UNIT_A: "Registration", "sh-delegation": "Delegation", "finance": "Finance",

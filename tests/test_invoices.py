@@ -189,7 +189,7 @@ def test_e_invoice_pdf_is_made_by_a_real_worker(database_url, smtp_server, redis
 
 def test_an_e_invoice_whose_pdf_failed_stays_requested_and_finance_makes_it_again(
         login, world, monkeypatch):
-    from app import invoice_pdf
+    from app.documents import invoices as invoice_pdf
 
     order = pay_by_qr(world)
 

@@ -22,6 +22,9 @@
             result.refused.forEach(function(r) { list.append($('<li>').text(r.label + ': ' + r.reason)); });
             report.append(box.append(list));
         }
+        (result.notes || []).forEach(function(note) {
+            report.append($('<p class="task-note">').text(note));
+        });
         if (state.has_file) {
             report.append($('<a class="btn btn-primary" id="task-file">').attr('href', page.data('file-url')).text(t.download));
         }

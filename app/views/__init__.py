@@ -7,6 +7,7 @@ from flask_babel import lazy_gettext as _l
 from app.extensions import csrf
 from app.views import (
     admin,
+    badges,
     delegation,
     events,
     finance,
@@ -51,6 +52,8 @@ def register_views(appbuilder: AppBuilder) -> None:
         *journey_menu)
     add(unit.UnitApplicationView, "Unit applications", _l("Event applications"), "fa-inbox",
         *journey_menu)
+    add(badges.UnitBadgeView, "Unit badges", _l("Badges and delivery"), "fa-id-badge",
+        *journey_menu)
     appbuilder.add_view_no_menu(journey.PersonFileView)
     appbuilder.add_view_no_menu(orders.UnitOrderPageView)
     appbuilder.add_view_no_menu(tasks.TaskView)
@@ -85,6 +88,16 @@ def register_views(appbuilder: AppBuilder) -> None:
     reviewing = ("Security review", _l("Security review"), "fa-user-shield")
     add(review.ReviewQueueView, "Review queue", _l("Review queue"), "fa-list-check",
         *reviewing)
+
+    badge_office = ("Badges", _l("Badges"), "fa-id-badge")
+    add(badges.BadgeProductionView, "Badge production", _l("Badge production"), "fa-print",
+        *badge_office)
+    add(badges.BadgeView, "All badges", _l("All badges"), "fa-id-badge", *badge_office)
+    add(badges.ParcelView, "Parcels", _l("Parcels"), "fa-truck", *badge_office)
+    add(badges.GateScanLogView, "Gate scans", _l("Gate scans"), "fa-history", *badge_office)
+
+    gate_menu = ("Gate", _l("Gate"), "fa-qrcode")
+    add(badges.GateView, "Gate scan", _l("Badge check"), "fa-qrcode", *gate_menu)
 
     organising = ("Events", _l("Supporting events"), "fa-calendar")
     add(events.OrganiserEventView, "Organiser events", _l("My events"), "fa-calendar",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, time
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,11 +11,13 @@ from flask_appbuilder import IndexView, expose
 from flask_babel import lazy_gettext as _l
 
 from app import models as m
+from app.clock import SHANGHAI, today_shanghai
 from app.extensions import db
 from app.security import (
     ADMIN,
     DELEGATION,
     FINANCE,
+    GATE,
     ORGANISER,
     PERSON,
     REVIEWER,
@@ -128,11 +131,19 @@ def panels_for(actor: Actor) -> list[Panel]:
         panels.append(Panel(_l("Applications to your events"),
                             status_rows(applications, m.ApplicationStatus,
                                         "OrganiserApplicationView")))
+    if actor.has(GATE):
+        start = datetime.combine(today_shanghai(), time(), tzinfo=SHANGHAI)
+        scans = db.session.scalar(scoped(
+            sa.select(sa.func.count()).select_from(m.GateScan)
+            .where(m.GateScan.scanned_at >= start), m.GateScan, actor))
+        panels.append(Panel(_l("Gate"), [(_l("Your scans today"), scans,
+                                          url_for("GateView.scan"))]))
     if actor.has(PERSON):
         panels.append(_persons_panel(actor, edition, None))
     if actor.has(ADMIN):
         panels.append(_units_panel(actor, edition, "UnitAdminView"))
-        panels.append(_persons_panel(actor, edition, None))
+        # The badge office's list of persons: "Review passed" leads to badge production.
+        panels.append(_persons_panel(actor, edition, "BadgeProductionView"))
     return panels
 
 

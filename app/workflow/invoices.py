@@ -24,9 +24,10 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 
-from app import invoice_pdf, storage
 from app import models as m
+from app import storage
 from app.clock import now
+from app.documents import invoices as invoice_pdf
 from app.extensions import db, queue
 from app.formatting import fmt_money
 from app.security import FINANCE, SYSTEM, WRITE, Actor, get_scoped, scoped

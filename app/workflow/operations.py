@@ -7,7 +7,7 @@ from typing import Any, Callable
 from app import models as m
 from app.security import Actor
 from app.tasks import operation
-from app.workflow import locking, payments, persons, refunds, review, units
+from app.workflow import badges, locking, payments, persons, refunds, review, units
 
 Progress = Callable[[int, int], None]
 
@@ -97,3 +97,19 @@ def _failer(reason: m.ReviewReason) -> Callable[[Actor, dict, Progress], Any]:
 
 for _reason in m.ReviewReason:
     operation(f"fail_review_{_reason.value}")(_failer(_reason))
+
+
+# Badge operations always run as tasks: their report comes with a sheet of cards to download.
+@operation("produce_badges")
+def produce_badges(actor: Actor, params: dict, progress: Progress) -> Any:
+    return badges.produce_and_print(actor, params["ids"], progress)
+
+
+@operation("print_badges")
+def print_badges(actor: Actor, params: dict, progress: Progress) -> Any:
+    return badges.print_sheet(actor, params["ids"], progress)
+
+
+@operation("reprint_badges")
+def reprint_badges(actor: Actor, params: dict, progress: Progress) -> Any:
+    return badges.print_sheet(actor, params["ids"], progress, new_codes=True)

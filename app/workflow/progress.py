@@ -66,5 +66,5 @@ def progress(registration: m.UnitRegistration) -> list[Step]:
              state(reviewed > 0 and not n(PS.awaiting_review), n(PS.awaiting_review) > 0),
              "UnitPersonView.list", {"_flt_0_status": PS.awaiting_review.value}),
         Step("badge", _l("Badge"), state(n(PS.badge_issued) > 0, n(PS.approved) > 0),
-             "UnitPersonView.list", {"_flt_0_status": PS.badge_issued.value}),
+             "UnitBadgeView.list", {}),
     ]

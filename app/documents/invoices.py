@@ -7,7 +7,6 @@ Beijing dates. The caller chooses the language (`flask_babel.force_locale`).
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -20,14 +19,12 @@ from reportlab.lib.enums import TA_CENTER
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from app.clock import SHANGHAI
+from app.documents.fonts import cjk_font
 from app.formatting import fmt_money
 
-FONT = "CiieInvoiceCJK"
 RED = colors.HexColor("#b0141c")
 
 
@@ -69,21 +66,9 @@ def _money(fen: int, negative: bool) -> str:
     return ("-" if negative and fen else "") + fmt_money(fen)
 
 
-def _font() -> str:
-    """Register the configured CJK TrueType font once per process."""
-    if FONT in pdfmetrics.getRegisteredFontNames():
-        return FONT
-    path = next((p for p in current_app.config["INVOICE_FONTS"] if os.path.exists(p)), None)
-    if path is None:
-        raise RuntimeError("no CJK TrueType font for invoice PDFs: install fonts-wqy-microhei "
-                           "or set INVOICE_FONT")
-    pdfmetrics.registerFont(TTFont(FONT, path, subfontIndex=0))
-    return FONT
-
-
 def render(doc: InvoiceDocument) -> bytes:
     """The invoice as PDF bytes (one landscape A4 page)."""
-    font = _font()
+    font = cjk_font()
     config = current_app.config
     negative = doc.reverses is not None
     rate = Decimal(config["INVOICE_TAX_RATE"])

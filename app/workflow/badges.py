@@ -1,0 +1,293 @@
+"""Badges: production for persons who passed security review, badge reuse, the signed QR
+token, printing, deactivation and new codes for lost cards.
+
+A new badge gets a number (B05000001…), a random `token_nonce` and the printed snapshot (name,
+unit, delegation or sub-delegation, tag); its person moves approved → badge_issued with
+`badge_id` set. A reuse person whose tag did not change keeps the earlier badge: it is
+re-activated for this edition and nothing is printed. An upgraded reuse person gets a new badge
+and the earlier one is deactivated (the gate refuses it from then on). Every step is set-based:
+a batch of 2 or 2,000 persons costs the same statements.
+
+The QR code holds `<badge id>.<nonce>.<signature>`: an HMAC-SHA256 (itsdangerous `Signer`, key
+derived from the app's SECRET_KEY with its own salt) over the id and the nonce. Nobody without
+the secret can make a code for another badge, and a new nonce makes every printed code of that
+badge worthless.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import sqlalchemy as sa
+from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from itsdangerous import BadSignature, Signer
+
+from app import models as m
+from app import storage
+from app.clock import now, now_shanghai
+from app.extensions import db
+from app.security import WRITE, Actor, scoped
+from app.tasks import report as task_report
+from app.workflow.audit import record_many
+from app.workflow.editions import current_edition
+from app.workflow.errors import BatchResult
+from app.workflow.numbers import reserve
+from app.workflow.persons import person_label
+from app.workflow.transitions import as_id_select, move
+
+PS = m.PersonStatus
+PR = m.PersonRegistration
+UR = m.UnitRegistration
+B = m.Badge
+
+TOKEN_SALT = "ciie.badge-qr"
+# A genuine code is about 90 characters; anything much longer is refused before any crypto.
+MAX_TOKEN_LENGTH = 200
+_CLAIM = re.compile(r"([0-9]{1,10})\.([0-9a-f]{32})")
+
+
+# ---- the QR token -------------------------------------------------------------------------
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+def _signer() -> Signer:
+    return Signer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT, sep=".",
+                  key_derivation="hmac", digest_method=hashlib.sha256)
+
+
+def badge_token(badge_id: int, nonce: str) -> str:
+    """The text of a badge's QR code: its id and nonce, signed."""
+    return _signer().sign(f"{badge_id}.{nonce}").decode()
+
+
+@dataclass(frozen=True)
+class TokenClaim:
+    badge_id: int
+    nonce: str
+
+
+def read_token(token: str | None) -> TokenClaim | None:
+    """What a genuine code says; None for a code this system did not sign (forged, altered,
+    damaged, or signed with another secret). The signature is compared in constant time."""
+    token = (token or "").strip()
+    if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+        return None
+    try:
+        payload = _signer().unsign(token).decode()
+    except BadSignature:
+        return None
+    match = _CLAIM.fullmatch(payload)
+    if match is None:
+        return None
+    return TokenClaim(int(match.group(1)), match.group(2))
+
+
+# ---- production ---------------------------------------------------------------------------
+
+@dataclass
+class Production:
+    """What a production batch did: persons moved (or refused), badges made and re-activated."""
+
+    result: BatchResult
+    new_badge_ids: list[int] = field(default_factory=list)
+    reused_badge_ids: list[int] = field(default_factory=list)
+    deactivated_badge_ids: list[int] = field(default_factory=list)
+
+
+def keeps_earlier_badge() -> Any:
+    """SQL: a reuse person whose tag did not change and whose earlier badge is still active."""
+    return sa.and_(PR.is_reuse.is_(True), PR.tag == PR.previous_tag,
+                   PR.previous_badge_id.in_(sa.select(B.id).where(B.active.is_(True))))
+
+
+def badge_number(edition: m.Edition, sequence: int) -> str:
+    return f"B{edition.number:02d}{sequence:06d}"
+
+
+def produce_badges(actor: Actor, ids: Iterable[int] | sa.Select,
+                   commit: bool = True) -> Production:
+    """Issue badges to approved persons of the current edition (see the module docstring)."""
+    edition = current_edition()
+    selected = as_id_select(PR, ids)
+    kept = sa.select(PR.id).where(PR.id.in_(selected), keeps_earlier_badge())
+    checks = [(PR.edition_id == edition.id, _l("not registered for the current edition"))]
+    moved_at = now()
+    reused = move(actor, PR, kept, action="issue_badge", from_states=[PS.approved],
+                  to_state=PS.badge_issued, label=person_label(), checks=checks, reason="reuse",
+                  values={"badge_id": PR.previous_badge_id, "status_changed_at": moved_at},
+                  commit=False)
+    fresh = move(actor, PR, sa.select(PR.id).where(PR.id.in_(selected), PR.id.not_in(kept)),
+                 action="issue_badge", from_states=[PS.approved], to_state=PS.badge_issued,
+                 label=person_label(), checks=checks, reason="new",
+                 values={"status_changed_at": moved_at}, commit=False)
+    production = Production(BatchResult(done=reused.done + fresh.done,
+                                         refused=reused.refused + fresh.refused))
+    if fresh.done:
+        production.new_badge_ids = _make_badges(actor, edition, fresh.done)
+        production.deactivated_badge_ids = _deactivate_earlier(actor, fresh.done)
+    if reused.done:
+        production.reused_badge_ids = _reactivate(actor, edition, reused.done)
+    if commit:
+        db.session.commit()
+    return production
+
+
+def _make_badges(actor: Actor, edition: m.Edition, registration_ids: list[int]) -> list[int]:
+    """Insert one badge per registration with its printed snapshot, and point each
+    registration at its badge (one SELECT, one INSERT, one UPDATE, whatever the count)."""
+    Delegation = m.Delegation
+    rows = db.session.execute(
+        sa.select(PR.id, PR.person_id, PR.tag, m.Person.name, m.Unit.name.label("unit"),
+                  Delegation.name_zh.label("delegation"))
+        .join(m.Person, m.Person.id == PR.person_id)
+        .join(UR, UR.id == PR.unit_registration_id)
+        .join(m.Unit, m.Unit.id == UR.unit_id)
+        # The sub-delegation is printed when there is one: it is the unit's closer group.
+        .outerjoin(Delegation, Delegation.id == sa.func.coalesce(UR.sub_delegation_id,
+                                                                 UR.delegation_id))
+        .where(PR.id.in_(registration_ids)).order_by(PR.id)).all()
+    numbers = reserve(f"badge:{edition.id}", len(rows))
+    produced_at = now()
+    badge_ids = list(db.session.scalars(
+        sa.insert(B).returning(B.id, sort_by_parameter_order=True),
+        [{"number": badge_number(edition, n), "person_id": row.person_id,
+          "edition_id": edition.id, "tag": row.tag, "status": m.BadgeStatus.produced,
+          "active": True, "token_nonce": new_nonce(), "printed_name": row.name,
+          "printed_unit": row.unit, "printed_delegation": row.delegation,
+          "produced_at": produced_at}
+         for row, n in zip(rows, numbers, strict=True)]))
+    db.session.execute(sa.update(PR), [{"id": row.id, "badge_id": badge_id}
+                                       for row, badge_id in zip(rows, badge_ids, strict=True)])
+    record_many(actor, "badge", [(badge_id, None) for badge_id in badge_ids], "produce",
+                m.BadgeStatus.produced)
+    return badge_ids
+
+
+def _deactivate_earlier(actor: Actor, registration_ids: list[int]) -> list[int]:
+    """Upgraded reuse persons got a new badge: their earlier one stops opening the gate."""
+    earlier = sa.select(PR.previous_badge_id).where(PR.id.in_(registration_ids),
+                                                    PR.previous_badge_id.is_not(None))
+    ids = list(db.session.scalars(
+        sa.update(B).where(B.id.in_(earlier), B.active.is_(True))
+        .values(active=False, deactivated_at=now()).returning(B.id)
+        .execution_options(synchronize_session=False)))
+    record_many(actor, "badge", [(badge_id, "active") for badge_id in ids], "deactivate",
+                "deactivated", reason="replaced by a new badge (tag upgraded)")
+    return ids
+
+
+def _reactivate(actor: Actor, edition: m.Edition, registration_ids: list[int]) -> list[int]:
+    """Reuse persons with an unchanged tag keep their badge: valid again for this edition."""
+    earlier = sa.select(PR.previous_badge_id).where(PR.id.in_(registration_ids))
+    ids = list(db.session.scalars(
+        sa.update(B).where(B.id.in_(earlier))
+        .values(active=True, deactivated_at=None, reactivated_for_edition_id=edition.id)
+        .returning(B.id).execution_options(synchronize_session=False)))
+    record_many(actor, "badge", [(badge_id, "active") for badge_id in ids], "reactivate",
+                "active", detail={"edition": edition.number})
+    return ids
+
+
+# ---- printing, new codes, deactivation ----------------------------------------------------
+
+def printable(actor: Actor, ids: Iterable[int] | sa.Select) -> tuple[BatchResult, list[int]]:
+    """Split selected badges into those that may be printed (active, made for the current
+    edition) and refusals: a reused badge is never printed again (one query)."""
+    edition = current_edition()
+    rows = db.session.execute(scoped(
+        sa.select(B.id, B.number, B.active, B.edition_id)
+        .where(B.id.in_(as_id_select(B, ids))).order_by(B.number), B, actor, WRITE)).all()
+    result = BatchResult()
+    for row in rows:
+        if not row.active:
+            result.refuse(row.id, row.number, _l("the badge is deactivated"))
+        elif row.edition_id != edition.id:
+            result.refuse(row.id, row.number,
+                          _l("a badge of an earlier edition (reused) is not printed again"))
+        else:
+            result.done.append(row.id)
+    return result, result.done
+
+
+def reissue_codes(actor: Actor, badge_ids: list[int]) -> None:
+    """New nonces for these badges (one statement): their printed codes stop working, so a
+    lost card can be replaced by a reprint. The caller commits."""
+    if not badge_ids:
+        return
+    db.session.execute(sa.update(B), [{"id": badge_id, "token_nonce": new_nonce()}
+                                      for badge_id in badge_ids])
+    record_many(actor, "badge", [(badge_id, None) for badge_id in badge_ids], "reissue_code",
+                reason="printed codes invalidated")
+
+
+def deactivate_badges(actor: Actor, ids: Iterable[int] | sa.Select,
+                      reason: str | None = None) -> BatchResult:
+    """Deactivate badges (lost, withdrawn): the gate refuses them from now on."""
+    selected = as_id_select(B, ids)
+    rows = db.session.execute(scoped(
+        sa.select(B.id, B.number, B.active).where(B.id.in_(selected)), B, actor, WRITE)).all()
+    result = BatchResult()
+    for row in rows:
+        if not row.active:
+            result.refuse(row.id, row.number, _l("the badge is already deactivated"))
+    if len(result.refused) < len(rows):
+        done = db.session.scalars(scoped(
+            sa.update(B).where(B.id.in_(selected), B.active.is_(True))
+            .values(active=False, deactivated_at=now()).returning(B.id), B, actor, WRITE)
+            .execution_options(synchronize_session=False)).all()
+        record_many(actor, "badge", [(badge_id, "active") for badge_id in done], "deactivate",
+                    "deactivated", reason=reason)
+        result.done = list(done)
+    db.session.commit()
+    return result
+
+
+def print_sheet(actor: Actor, ids: Iterable[int] | sa.Select,
+                progress: Callable[[int, int], None], new_codes: bool = False) -> dict:
+    """Print the selected badges on A4 sheets (a task operation): the report and the file.
+    With `new_codes` every printed badge first gets a new nonce (a replacement card)."""
+    from app.documents.badges import badge_sheet
+
+    result, badge_ids = printable(actor, ids)
+    if new_codes:
+        reissue_codes(actor, badge_ids)
+    report = task_report(result)
+    if badge_ids:
+        report.update(_store_sheet(badge_sheet(badge_ids, progress)))
+    db.session.commit()
+    return report
+
+
+def produce_and_print(actor: Actor, ids: Iterable[int] | sa.Select,
+                      progress: Callable[[int, int], None]) -> dict:
+    """Produce badges for the selected persons and print the new ones in the same task: the
+    badges are committed only once their sheet exists. Re-activated badges are not printed."""
+    from app.documents.badges import badge_sheet
+
+    production = produce_badges(actor, ids, commit=False)
+    report = task_report(production.result)
+    notes = [_("%(count)d new badge(s) printed.", count=len(production.new_badge_ids))]
+    if production.reused_badge_ids:
+        notes.append(_("%(count)d earlier badge(s) re-activated for this edition (kept by "
+                       "their holders, nothing printed).",
+                       count=len(production.reused_badge_ids)))
+    if production.deactivated_badge_ids:
+        notes.append(_("%(count)d earlier badge(s) deactivated (tag upgraded).",
+                       count=len(production.deactivated_badge_ids)))
+    report["notes"] = notes
+    if production.new_badge_ids:
+        report.update(_store_sheet(badge_sheet(production.new_badge_ids, progress)))
+    db.session.commit()
+    return report
+
+
+def _store_sheet(pdf: bytes) -> dict:
+    stamp = now_shanghai().strftime("%Y%m%d-%H%M%S")
+    return {"file_key": storage.store(pdf, "pdf"), "filename": f"badges-{stamp}.pdf"}
