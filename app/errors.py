@@ -1,6 +1,9 @@
 """Error pages and JSON errors in the user's language; a refused workflow move is a 4xx."""
 from __future__ import annotations
 
+from typing import Any
+
+import prison
 from flask import Flask, g, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -49,7 +52,20 @@ def error_response(status: int, message: str):
                            appbuilder=appbuilder, base_template=appbuilder.base_template), status
 
 
+def _check_rison_query() -> Any:
+    """FAB parses the API's `q` argument with prison, which lets some malformed numbers
+    escape as ValueError (a 500): refuse any unreadable `q` as the bad request it is."""
+    if request.path.startswith("/api/") and "q" in request.args:
+        try:
+            prison.loads(request.args["q"])
+        except Exception:  # any failure to parse is the client's malformed query
+            return jsonify({"message": _messages()[400]}), 400
+    return None
+
+
 def register_error_handlers(app: Flask) -> None:
+    app.before_request(_check_rison_query)
+
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
         db.session.rollback()

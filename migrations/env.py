@@ -13,7 +13,8 @@ from flask_appbuilder import Model
 import app.models  # noqa: F401  (registers every table on Model.metadata)
 
 config = context.config
-fileConfig(config.config_file_name)
+# Keep the app's loggers: the default would silence every logger that exists already.
+fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 
 target_metadata = Model.metadata

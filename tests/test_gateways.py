@@ -701,3 +701,23 @@ def test_signed_parameters_follow_the_documented_format(sandbox):
     assert gw.params_signed_by(signed, public, "sign")
     assert not gw.params_signed_by({**signed, "a": "9"}, public, "sign")
     assert not gw.params_signed_by(params, public, "sign")
+
+
+def test_refund_of_an_online_payment_goes_back_through_the_provider(app, login, world, sandbox):
+    payment = paid_through_sandbox(app, sandbox, login(UNIT_A), "wechat")
+    unit = login(UNIT_A)
+    chen = db.session.scalars(sa.select(m.PersonRegistration).join(m.Person)
+                              .where(m.Person.name == "陈静")).one()
+    unit.action("/unit/persons", "cancel_persons", [chen.id])
+    unit.post("/unit/refunds/request", data={"person": [str(chen.id)], "route": "original"})
+    refund = db.session.scalars(sa.select(m.Refund)).one()
+    finance = login("finance")
+    finance.action("/finance/refunds", "approve_refunds", [refund.id])
+    finance.action("/finance/refunds", "execute_refunds", [refund.id])   # job runs inline
+    db.session.expire_all()
+    assert refund.status is m.RefundStatus.done and refund.provider_refund_id
+    assert sandbox.ledger.refunded_fen(m.PaymentChannel.wechat, payment.number) == FEE
+    assert db.session.get(m.PersonRegistration, chen.id).status is m.PersonStatus.refunded
+    # Executing again refunds nothing more: the refund is done.
+    finance.action("/finance/refunds", "execute_refunds", [refund.id])
+    assert sandbox.ledger.refunded_fen(m.PaymentChannel.wechat, payment.number) == FEE

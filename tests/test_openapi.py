@@ -143,3 +143,12 @@ def test_api_keeps_to_its_document_for_an_app_person(app, world, label):
 @pytest.mark.parametrize("label", UNIT_OPERATIONS)
 def test_api_keeps_to_its_document_for_a_unit(app, world, label):
     fuzz(app, label, Client(app).api_login(UNIT_A))
+
+
+def test_an_unreadable_query_is_a_bad_request_not_a_crash(login, world):
+    client = login(None)
+    headers = client.api_login("91310115MA1K4AB30U")
+    for url in ("/api/v1/units/?q=2.2272775619125594e%2B295",
+                "/api/v1/persons/1?q=2.2272775619125594e%2B295"):
+        response = client.get(url, headers=headers)
+        assert response.status_code == 400 and "message" in response.json

@@ -4,6 +4,7 @@ transfers) or, for transfers, to another account. Never more than was paid: the 
 books every refund and SQL refuses the excess, also when two requests race."""
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -23,6 +24,7 @@ from app.workflow.numbers import reserve
 from app.workflow.persons import person_label
 from app.workflow.transitions import as_id_select, move
 
+log = logging.getLogger(__name__)
 PS = m.PersonStatus
 RS = m.RefundStatus
 PR = m.PersonRegistration
@@ -150,15 +152,21 @@ def execute_refunds(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult
     """Finance executes approved refunds: online payments go back through their provider (a
     job that retries until the provider answers); transfers are paid out by the bank and
     confirmed done by finance."""
-    result = move(actor, m.Refund, ids, action="execute", from_states=[RS.approved, RS.failed],
-                  to_state=RS.sent, label=m.Refund.number)
+    # A sent refund may be executed again: the provider answers the same refund number once.
+    result = move(actor, m.Refund, ids, action="execute",
+                  from_states=[RS.approved, RS.failed, RS.sent], to_state=RS.sent,
+                  label=m.Refund.number)
     online = list(db.session.scalars(sa.select(m.Refund.id).join(m.Payment).where(
         m.Refund.id.in_(result.done), m.Payment.channel.in_(ONLINE))))
     from app.jobs import send_refund
 
     for refund_id in online:
-        queue.enqueue(send_refund, refund_id, job_id=f"refund-{refund_id}",
-                      retry=Retry(max=8, interval=[30, 60, 300, 900, 1800, 3600]))
+        try:
+            queue.enqueue(send_refund, refund_id, job_id=f"refund-{refund_id}",
+                          retry=Retry(max=8, interval=[30, 60, 300, 900, 1800, 3600]))
+        except Exception:  # inline (no Redis): the refund stays sent; finance executes again
+            db.session.rollback()
+            log.warning("refund %s not settled yet", refund_id, exc_info=True)
     return result
 
 
