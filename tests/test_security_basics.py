@@ -94,3 +94,34 @@ def test_tampered_id_in_url_is_a_clear_404(login, world):
     assert "记录不存在，或您无权查看" in text_of(response)
     response = login(UNIT_A).get("/unit/persons/show/999999")
     assert response.status_code == 404
+
+
+def test_every_list_sorts_only_by_columns_the_database_can_order(app):
+    """Python properties (photo thumbnails, waiting time) are shown, never offered for sorting."""
+    from app.views.base import ScopedModelView
+
+    views = [v for v in app.appbuilder.baseviews if isinstance(v, ScopedModelView)]
+    assert views
+    for view in views:
+        for column in view.order_columns:
+            model = view.datamodel.obj
+            *path, last = column.split(".")
+            for name in path:
+                model = sa.inspect(model).relationships[name].mapper.class_
+            assert last in sa.inspect(model).column_attrs, (view.endpoint, column)
+    unit_persons = next(v for v in views if v.endpoint == "UnitPersonView")
+    assert "photo" not in unit_persons.order_columns
+    assert "person.name" in unit_persons.order_columns
+
+
+def test_sorting_a_list_by_a_column_works_and_an_unsortable_one_is_ignored(login, world):
+    client = login(UNIT_A)
+    ascending = text_of(client.get("/unit/persons/list/?_oc_UnitPersonView=person.name"
+                                   "&_od_UnitPersonView=asc"))
+    descending = text_of(client.get("/unit/persons/list/?_oc_UnitPersonView=person.name"
+                                    "&_od_UnitPersonView=desc"))
+    assert ascending.index("刘洋") < ascending.index("王伟")
+    assert descending.index("王伟") < descending.index("刘洋")
+    response = client.get("/unit/persons/list/?_oc_UnitPersonView=photo&_od_UnitPersonView=asc")
+    assert response.status_code == 200
+    assert "王伟" in text_of(response)

@@ -321,7 +321,19 @@ class ScopedModelView(ModelView):
             self.base_permissions.remove("can_export")
         if isinstance(self.datamodel, ScopedInterface):
             self.datamodel.eager_load_dotted(list(self.list_columns) + list(self.show_columns))
+        self.order_columns = [c for c in self.order_columns if self._sortable(c)]
         self._add_default_formatters()
+
+    def _sortable(self, column: str) -> bool:
+        """Only mapped SQL attributes sort; a Python property ("photo", "waiting") cannot."""
+        model = self.datamodel.obj
+        *path, last = column.split(".")
+        for name in path:
+            relation = sa.inspect(model).relationships.get(name)
+            if relation is None:
+                return False
+            model = relation.mapper.class_
+        return last in sa.inspect(model).column_attrs
 
     def post_add_redirect(self):
         """After adding, show the list the record joined (FAB goes back, which may be home)."""
@@ -343,6 +355,9 @@ class ScopedModelView(ModelView):
 
     def _get_list_widget(self, *args: Any, **kwargs: Any):
         kwargs.setdefault("reason_actions", self.reason_actions)
+        if kwargs.get("order_column") and kwargs["order_column"] not in self.order_columns:
+            # A hand-written ?_oc_ for a column that cannot sort: the list keeps its own order.
+            kwargs["order_column"] = kwargs["order_direction"] = ""
         return super()._get_list_widget(*args, **kwargs)
 
     @property
