@@ -224,7 +224,7 @@ def test_unit_lists_cost_the_same_for_one_row_or_many(login, world):
 
 # ------------------------------------------------------------- apply, decide, withdraw --------
 
-def test_unit_applies_and_the_organiser_decides_many_at_once(login, world):
+def test_unit_applies_and_the_organiser_decides_many_at_once(login, world, smtp_server):
     event = demo_event()
     wang, li, zhang = (world.person(n).id for n in ("王伟", "李娜", "张强"))
     unit = login(UNIT_A)
@@ -258,6 +258,12 @@ def test_unit_applies_and_the_organiser_decides_many_at_once(login, world):
     assert statuses == {wang: AS.accepted, li: AS.accepted, zhang: AS.declined}
     assert applications(event.id, AS.declined)[0].decision_reason == "名额已满"
     assert len(audit("accept")) == 2 and len(audit("decline")) == 1
+    # The unit hears of each decision by e-mail, in its language, naming its persons.
+    mails = {msg["Subject"]: msg.get_content() for msg in smtp_server.wait_for(2)}
+    accepted, declined = mails["配套活动报名已接受"], mails["配套活动报名未获接受"]
+    assert "王伟" in accepted and "李娜" in accepted and "进口医疗器械采购对接会" in accepted
+    assert "张强" not in accepted
+    assert "张强" in declined and "名额已满" in declined
 
     # The unit withdraws an accepted and a declined one at once: one done, one refused.
     response = unit.action("/unit/applications", "withdraw_applications",

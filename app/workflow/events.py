@@ -2,19 +2,24 @@
 decline (organiser). Seats are counted on the event: applied + accepted, never above capacity."""
 from __future__ import annotations
 
+from collections import defaultdict
+from functools import partial
 from typing import Any, Iterable
 
 import sqlalchemy as sa
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 
 from app import models as m
 from app.clock import now
 from app.extensions import db
+from app.formatting import fmt_datetime
 from app.security import WRITE, Actor, scoped
 from app.workflow.audit import record_many
 from app.workflow.editions import current_edition
 from app.workflow.errors import BatchResult, WorkflowError
+from app.workflow.notices import Notice, create_notices, enqueue_sends, render
 from app.workflow.persons import person_label, unit_registration_for
 from app.workflow.transitions import move, wrong_state
 
@@ -89,8 +94,55 @@ def decide_applications(actor: Actor, ids: Iterable[int] | sa.Select, accept: bo
                   values={} if accept else {"decision_reason": reason}, commit=False)
     if not accept:
         _free_seats(result.done)
+    notification_ids = create_notices(decision_notices(result.done, accept, reason)) \
+        if result.done else []
     db.session.commit()
+    enqueue_sends(notification_ids)
     return result
+
+
+def decision_notices(application_ids: list[int], accept: bool, reason: str | None
+                     ) -> list[Notice]:
+    """One e-mail per unit and event naming the persons accepted or declined (one query)."""
+    UR = m.UnitRegistration
+    rows = db.session.execute(
+        sa.select(m.Unit.id, m.Unit.name, m.Unit.language, m.Unit.email, UR.contact_email,
+                  m.Event.id.label("event_id"), m.Event.title_zh, m.Event.title_en,
+                  m.Event.starts_at, m.Event.place, m.Person.name.label("person"))
+        .select_from(EA).join(m.Event, m.Event.id == EA.event_id)
+        .join(PR, PR.id == EA.person_registration_id)
+        .join(UR, UR.id == PR.unit_registration_id)
+        .join(m.Unit, m.Unit.id == EA.unit_id)
+        .join(m.Person, m.Person.id == PR.person_id)
+        .where(EA.id.in_(application_ids)).order_by(m.Unit.id, m.Event.id, m.Person.name)).all()
+    groups: dict[tuple[int, int], list] = defaultdict(list)
+    for row in rows:
+        groups[(row.id, row.event_id)].append(row)
+    stamp = f"{min(application_ids)}:{len(application_ids)}"
+    notices = []
+    for (unit_id, event_id), group in groups.items():
+        first = group[0]
+        subject, body = render(first.language, partial(
+            _decision_text, first, [r.person for r in group], accept, reason))
+        notices.append(Notice(
+            f"event-{'accepted' if accept else 'declined'}:{unit_id}:{event_id}:{stamp}:email",
+            m.NotificationChannel.email, unit_id, first.contact_email or first.email or "",
+            first.language, subject, body))
+    return notices
+
+
+def _decision_text(row: Any, names: list[str], accept: bool, reason: str | None
+                   ) -> tuple[str, str]:
+    args = {"unit": row.name, "names": "、".join(names),
+            "event": row.title_en if row.language == "en" else row.title_zh,
+            "starts": fmt_datetime(row.starts_at), "place": row.place}
+    if accept:
+        return (_("Event application accepted"),
+                _("%(unit)s: %(names)s may attend %(event)s on %(starts)s at %(place)s.",
+                  **args))
+    return (_("Event application declined"),
+            _("%(unit)s: the organiser declined %(names)s for %(event)s: %(reason)s",
+              reason=reason or "", **args))
 
 
 def withdraw_applications(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
