@@ -90,3 +90,33 @@ def test_worker_needs_redis(worker_env):
     env.pop("REDIS_URL")
     result = run_worker(env)
     assert result.returncode != 0 and "REDIS_URL" in result.stderr
+
+
+def test_thousands_of_notices_cost_one_insert_and_go_to_redis_with_their_retries(
+        redis_app, world, redis_url):
+    """A lock over thousands of units: 7,000 notices are 70,000 values, past PostgreSQL's
+    65,535-parameter limit for one VALUES list; they go in as one statement, and their send
+    jobs reach Redis (in pipelines) with their retry policy. Written again, nothing doubles."""
+    import redis
+    from rq import Queue
+
+    from app.workflow.notices import Notice, create_notices, enqueue_sends
+    from tests.test_tag_and_lock import count_statements
+
+    unit = world.unit("徐汇贸易")
+    notices = [Notice(f"bench:{i}", m.NotificationChannel.sms, unit.id, f"+86139{i:08d}",
+                      "zh", None, f"通知 {i}") for i in range(7000)]
+    with redis_app.app_context():
+        created: list[int] = []
+        assert count_statements(redis_app, lambda: created.extend(create_notices(notices))) == 1
+        db.session.commit()
+        enqueue_sends(created)
+        assert create_notices(notices) == []
+        db.session.commit()
+    assert len(created) == 7000 and len(notifications()) == 7000
+    assert notifications()[6999].recipient == "+8613900006999"
+    assert notifications()[0].status is NS.queued and notifications()[0].unit_id == unit.id
+    queue = Queue(redis_app.config["RQ_QUEUE"], connection=redis.Redis.from_url(redis_url))
+    assert queue.count == 7000
+    job = queue.fetch_job(f"notify-{created[-1]}")
+    assert job.args == (created[-1],) and job.retries_left == 4

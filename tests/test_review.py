@@ -114,3 +114,16 @@ def test_reviewer_passes_a_batch_in_the_browser(page, world):
     assert "2 条" in dialogs[-1]
     db.session.expire_all()
     assert {world.person("王伟").status, world.person("李娜").status} == {PS.approved}
+
+
+def test_queue_costs_the_same_statements_for_one_delegation_or_several(login, world):
+    from tests.test_events import statements
+
+    awaiting(world, "张强")
+    client = login("reviewer")
+    one = statements(client, "/review/queue/list/")
+    # Persons of three more delegations: each row shows its delegation, read with the page.
+    awaiting(world, "周杰", "郑浩", "吴芳")
+    page = client.get("/review/queue/list/")
+    assert all(name in text_of(page) for name in ("周杰", "郑浩", "吴芳"))
+    assert statements(client, "/review/queue/list/") == one

@@ -32,7 +32,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import RelationshipProperty, joinedload
 from wtforms import DateTimeField
 from wtforms.fields.core import UnboundField
 from wtforms.widgets import html_params
@@ -221,14 +221,15 @@ class ScopedInterface(SQLAInterface):
         return value() if callable(value) and not isinstance(value, m.LabelledEnum) else value
 
     def eager_load_dotted(self, columns: Iterable[str]) -> None:
-        """Join the many-to-one relations that dotted list columns read: no query per row."""
+        """Join the many-to-one relations that list columns read, dotted or shown as a whole
+        ("unit_registration.delegation"): no query per row."""
         for column in columns:
             model = self.obj
             loader = None
             path: tuple[str, ...] = ()
-            for part in column.split(".")[:-1]:
+            for part in column.split("."):
                 attr = getattr(model, part, None)
-                if attr is None or not hasattr(attr, "property"):
+                if not isinstance(getattr(attr, "property", None), RelationshipProperty):
                     break
                 loader = joinedload(attr) if loader is None else loader.joinedload(attr)
                 model = attr.property.mapper.class_
