@@ -60,3 +60,33 @@ def test_delegation_reviews_tags_and_locks_a_batch(page, world):
     db.session.expire_all()
     assert world.person("赵敏").status is m.PersonStatus.awaiting_payment
     assert world.person("孙磊").status is m.PersonStatus.awaiting_review
+
+
+def test_a_large_list_confirms_all_matching_rows_with_their_exact_number(page, world, app):
+    """Past LIST_COUNT_LIMIT a list says "more than N"; the confirmation asks for the exact
+    number before acting on every matching row."""
+    dialogs = []
+
+    def answer(dialog):
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", answer)
+    from app.security import actor_for_user
+    from app.workflow.units import approve_units
+
+    approve_units(actor_for_user(world.user("sh-delegation")),
+                  [world.registration("徐汇贸易").id])
+    app.config["LIST_COUNT_LIMIT"] = 1
+    try:
+        log_in(page, "sh-delegation")
+        page.goto("/delegation/persons/list/?_flt_0_status=submitted&_flt_2_unit_name=徐汇")
+        assert "超过 1 条" in page.inner_text(".well")
+        page.check("#all-matching")
+        run_action(page, "标注为专业观众")
+        page.wait_for_selector(".alert-success")
+    finally:
+        app.config["LIST_COUNT_LIMIT"] = 10000
+    assert "全部 2 条" in dialogs[-1]
+    db.session.expire_all()
+    assert {world.person(n).tag for n in ("赵敏", "孙磊")} == {m.Tag.visitor}

@@ -6,7 +6,20 @@ function CiieActions(reasonActions) {
     function fmt(text, count) { return (text || "").replace("%(count)s", count); }
 
     this.execute_multiple = function(name, confirmation) {
-        var all = $('#all-matching').is(':checked');
+        var box = $('#all-matching');
+        var all = box.is(':checked');
+        if (all && box.data('count-url') && box.data('count') === '') {
+            // A large list counted only up to its limit: ask for the exact number first.
+            $.getJSON(box.data('count-url'), function(answer) {
+                box.data('count', answer.count);
+                confirmAndRun(name, confirmation, true);
+            });
+            return false;
+        }
+        return confirmAndRun(name, confirmation, all);
+    };
+
+    function confirmAndRun(name, confirmation, all) {
         var form = $('#action_form');
         var count = all ? parseInt($('#all-matching').data('count'), 10)
                         : $('input.action_check:checked').length;
@@ -28,7 +41,7 @@ function CiieActions(reasonActions) {
         }
         form.trigger('submit');
         return false;
-    };
+    }
     this.execute_single = base.execute_single;
     this.execute_single_delete = base.execute_single_delete;
 }

@@ -10,9 +10,7 @@ from flask_appbuilder.baseviews import expose
 from flask_appbuilder.fields import QuerySelectField
 from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.sqla.filters import (
-    FilterEqual,
     FilterEqualFunction,
-    FilterNotEqual,
 )
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import lazy_gettext as _l
@@ -43,11 +41,18 @@ class DelegationDocumentView(ScopedModelView):
 
 
 def _delegations(top_level: bool) -> Callable[[], list[m.Delegation]]:
-    """The choices of a person search filter on the unit's delegation or sub-delegation."""
+    """The choices of a search filter on the unit's delegation or sub-delegation: a delegation
+    user chooses among its own (and their sub-delegations), not among the expo's thousand."""
     def choices() -> list[m.Delegation]:
         D = m.Delegation
         level = D.parent_id.is_(None) if top_level else D.parent_id.is_not(None)
-        return list(db.session.scalars(scoped(sa.select(D).where(level).order_by(D.code), D)))
+        stmt = scoped(sa.select(D).where(level).order_by(D.code), D)
+        actor = current_actor()
+        if actor.is_delegation:
+            own = (*actor.top_delegation_ids, *actor.sub_delegation_ids,
+                   *actor.rollup_delegation_ids)
+            stmt = stmt.where(sa.or_(D.id.in_(own), D.parent_id.in_(own)))
+        return list(db.session.scalars(stmt))
 
     return choices
 
@@ -137,8 +142,10 @@ class DelegationUnitView(ScopedModelView):
                     "zones", "reason", "referral_code", "submitted_at", "reviewed_at"]
     search_columns = ["status", "unit_name", "unit_uscc", "unit_category", "unit_region",
                       "delegation", "sub_delegation", "submitted_at"]
-    search_form_query_rel_fields = {"delegation": [["parent_id", FilterEqual, None]],
-                                    "sub_delegation": [["parent_id", FilterNotEqual, None]]}
+    search_form_extra_fields = {
+        "delegation": _delegation_field("delegation", top_level=True),
+        "sub_delegation": _delegation_field("sub_delegation", top_level=False),
+    }
     related_views = [DelegationDocumentView, DelegationPersonView]
     base_permissions = ["can_list", "can_show", "can_export"]
     export_operation = "export_units"

@@ -1,0 +1,67 @@
+"""Large lists count their rows only up to LIST_COUNT_LIMIT (so a page costs the same for
+20,000 rows or 200,000); the exact number is asked for when an action needs it, in scope."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import text_of
+
+LISTING = "/delegation/persons/list/?_flt_0_status=submitted"
+
+
+@pytest.fixture
+def limit(app):
+    def set_limit(value: int) -> None:
+        app.config["LIST_COUNT_LIMIT"] = value
+
+    yield set_limit
+    app.config["LIST_COUNT_LIMIT"] = 10000
+
+
+def test_a_list_past_the_limit_says_more_than_and_pages_on(login, world, limit):
+    client = login("sh-delegation")
+    # 赵敏, 孙磊 (Xuhui) and 周杰 (pharmaceutical roll-up, read-only) are submitted.
+    assert "记录数目: 3" in text_of(client.get(LISTING))
+    limit(2)
+    page = text_of(client.get(LISTING))
+    assert "记录数目: 超过 2 条" in page and "超过 2 条），而不仅是本页勾选的记录" in page
+    client.set_language("en")
+    assert "Record Count: more than 2" in text_of(client.get(LISTING))
+
+
+def test_the_exact_count_follows_the_filter_and_the_scope(login, world, limit):
+    limit(1)
+    assert login("sh-delegation").get(LISTING.replace("list/", "count")).json == {"count": 3}
+    assert login("sh-delegation").get(
+        "/delegation/persons/count?_flt_0_status=awaiting_payment").json == {"count": 2}
+    # The Pudong sub-delegation counts only its own units' persons.
+    assert login("sh-pudong").get(LISTING.replace("list/", "count")).json == {"count": 0}
+    assert login("zj-delegation").get(LISTING.replace("list/", "count")).json == {"count": 1}
+
+
+def test_the_count_is_refused_to_other_roles_and_strangers(login, world):
+    for who in ("finance", "reviewer", "91310115MA1K4AB30U"):
+        response = login(who).get("/delegation/persons/count")
+        assert response.status_code in (302, 403) and response.json is None
+    assert login(None).get("/delegation/persons/count").status_code == 302
+
+
+def test_delegation_filters_offer_only_the_users_own_delegations(login, world):
+    pudong = world.unit("浦东医疗")
+    sub = world.registration("浦东医疗").sub_delegation
+    def offered(page, name: str) -> bool:
+        # The filter form travels as JSON inside the page (non-ASCII escaped).
+        return json.dumps(name)[1:-1] in page
+
+    for url in ("/delegation/persons/list/", "/delegation/units/list/"):
+        page = login("sh-delegation").get(url).data.decode()
+        assert offered(page, "浦东新区交易分团") and offered(page, "医药行业交易团")
+        assert not offered(page, "浙江交易团") and not offered(page, "中央企业交易团")
+    zhejiang = login("zj-delegation").get("/delegation/units/list/").data.decode()
+    assert offered(zhejiang, "浙江交易团") and not offered(zhejiang, "上海交易团")
+    # The sub-delegation filter still filters, by the chosen sub-delegation's id.
+    listed = text_of(login("sh-delegation").get(
+        f"/delegation/units/list/?_flt_0_sub_delegation={sub.id}"))
+    assert pudong.name in listed and "徐汇贸易" not in listed
