@@ -13,11 +13,13 @@ LISTING = "/delegation/persons/list/?_flt_0_status=submitted"
 
 @pytest.fixture
 def limit(app):
+    default = app.config["LIST_COUNT_LIMIT"]
+
     def set_limit(value: int) -> None:
         app.config["LIST_COUNT_LIMIT"] = value
 
     yield set_limit
-    app.config["LIST_COUNT_LIMIT"] = 10000
+    app.config["LIST_COUNT_LIMIT"] = default
 
 
 def test_a_list_past_the_limit_says_more_than_and_pages_on(login, world, limit):
