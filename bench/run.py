@@ -21,9 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import sqlalchemy as sa
 
@@ -36,6 +35,7 @@ from app.extensions import db  # noqa: E402
 from app.security import actor_for_user  # noqa: E402
 from bench.generate import generate  # noqa: E402
 from tests.conftest import UNIT_A, Client, free_port  # noqa: E402
+from tests.test_tag_and_lock import count_statements  # noqa: E402
 
 PG_SERVER = os.environ.get("TEST_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -86,22 +86,6 @@ def build(scale: float) -> dict[str, int]:
 
 # ---- measuring ------------------------------------------------------------------------------
 
-@contextmanager
-def statements(app) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def before(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", before)
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -133,12 +117,12 @@ def measure_pages(app) -> list[dict]:
         found = re.search(r'id="all-matching" data-count="(\d*)"', response.data.decode())
         times, counts = [], []
         for _ in range(PAGE_RUNS):
-            with statements(app) as seen:
-                start = time.perf_counter()
-                response = client.get(url)
-                times.append(time.perf_counter() - start)
-            assert response.status_code == 200
-            counts.append(len(seen))
+            responses = []
+            start = time.perf_counter()
+            counts.append(count_statements(
+                app, lambda r=responses, c=client, u=url: r.append(c.get(u))))
+            times.append(time.perf_counter() - start)
+            assert responses[0].status_code == 200
         rows.append({"what": label, "median_ms": statistics.median(times) * 1000,
                      "p95_ms": percentile(times, 0.95) * 1000, "statements": max(counts),
                      "rows": _rows(found, app.config["LIST_COUNT_LIMIT"])})
@@ -153,11 +137,10 @@ def _rows(found: re.Match | None, limit: int) -> str:
 
 
 def _timed(app, call: Callable[[], Any]) -> tuple[float, int, Any]:
-    with statements(app) as seen:
-        start = time.perf_counter()
-        result = call()
-        elapsed = time.perf_counter() - start
-    return elapsed, len(seen), result
+    results = []
+    start = time.perf_counter()
+    count = count_statements(app, lambda: results.append(call()))
+    return time.perf_counter() - start, count, results[0]
 
 
 def _user(name: str):
