@@ -67,3 +67,32 @@ def test_delegation_filters_offer_only_the_users_own_delegations(login, world):
     listed = text_of(login("sh-delegation").get(
         f"/delegation/units/list/?_flt_0_sub_delegation={sub.id}"))
     assert pudong.name in listed and "徐汇贸易" not in listed
+
+
+def test_searches_on_another_tables_column_filter_right_through_a_semi_join(app, login, world):
+    """A person's name and unit name live on other tables: the filters are applied as EXISTS
+    (one semi-join) and still find, or leave out, exactly the right rows."""
+    import sqlalchemy as sa
+
+    client = login("sh-delegation")
+    seen: list[str] = []
+
+    def listen(conn, cursor, statement, *args) -> None:
+        seen.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", listen)
+    try:
+        contains = text_of(client.get("/delegation/persons/list/?_flt_2_person_name=赵"))
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", listen)
+    assert "赵敏" in contains and "孙磊" not in contains and "王伟" not in contains
+    [count] = [s for s in seen if s.lstrip().startswith("SELECT count(*)")]
+    assert "EXISTS (SELECT" in count and "person.name ILIKE" in count
+    # Not contains, equal, and a two-table column (the unit's name through its registration).
+    others = text_of(client.get("/delegation/persons/list/?_flt_6_person_name=赵"))
+    assert "赵敏" not in others and "孙磊" in others and "王伟" in others
+    assert "记录数目: 1" in text_of(client.get("/delegation/persons/list/?_flt_3_person_name=孙磊"))
+    xuhui = text_of(client.get("/delegation/persons/list/?_flt_2_unit_name=徐汇"))
+    assert "赵敏" in xuhui and "孙磊" in xuhui and "王伟" not in xuhui
+    units = text_of(client.get("/delegation/units/list/?_flt_2_unit_name=浦东"))
+    assert "上海浦东医疗器械有限公司" in units and "徐汇贸易" not in units

@@ -7,6 +7,7 @@ file downloads all see only what the actor may see, and changes use the stricter
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -151,6 +152,44 @@ class FilterEmpty(fab_filters.BaseFilter):
         return query.filter(field.is_(None))
 
 
+class _Criterion:
+    """Stands in for a query to catch the criterion a FAB filter adds."""
+
+    def __init__(self) -> None:
+        self.criteria: list[Any] = []
+
+    def filter(self, criterion: Any) -> "_Criterion":
+        self.criteria.append(criterion)
+        return self
+
+
+@functools.cache
+def _through_exists(filter_class: type) -> type:
+    """FAB's filter on a column read from another table (a column_property's correlated scalar
+    subquery, e.g. a person's name on its registration), applied as EXISTS over that table:
+    PostgreSQL runs it as one semi-join instead of the subquery once per row (a name search
+    over 100,000 registrations: 1.2 s → 0.4 s, bench/README.md)."""
+
+    def apply(self: Any, query: Any, value: Any) -> Any:
+        caught = _Criterion()
+        filter_class.apply(self, caught, value)
+        inner: list[sa.Select] = []
+
+        def column_of(element: Any) -> Any:
+            if isinstance(element, sa.sql.selectable.ScalarSelect):
+                inner.append(element.element)
+                return element.element.selected_columns[0]
+            return None
+
+        condition = sa.sql.visitors.replacement_traverse(caught.criteria[0], {}, column_of)
+        if len(inner) != 1:   # not the shape this rewrite knows: the filter as FAB applies it
+            return filter_class.apply(self, query, value)
+        return query.filter(sa.exists(inner[0].with_only_columns(sa.literal(1))
+                                      .where(condition)))
+
+    return type(f"Exists{filter_class.__name__}", (filter_class,), {"apply": apply})
+
+
 class ScopedFilterConverter(fab_filters.SQLAFilterConverter):
     """FAB's filters, with timestamps read in Beijing time; optional enums can be searched
     for "is empty", and reference columns (another table's id) by equality only."""
@@ -163,6 +202,12 @@ class ScopedFilterConverter(fab_filters.SQLAFilterConverter):
         (test, [_shanghai(f) for f in classes] if test == "is_datetime" else classes)
         for test, classes in fab_filters.SQLAFilterConverter.conversion_table
     )
+
+    def convert(self, col_name: str) -> Any:
+        filters = super().convert(col_name)
+        if filters and self.datamodel._is_expression(col_name):
+            return [_through_exists(type(f))(col_name, self.datamodel) for f in filters]
+        return filters
 
 
 class ScopedInterface(SQLAInterface):
