@@ -63,7 +63,7 @@ class JobQueue:
         return queue.enqueue(func, args=args, job_id=job_id, **rq_options).id
 
     def enqueue_many(self, func: Callable[..., Any], calls: list[tuple[tuple, str]],
-                     **rq_options: Any) -> int:
+                     **rq_options: Any) -> None:
         """Run `func(*args)` for each (args, job id) of `calls`: in Redis pipelines of
         PIPELINE_SIZE jobs (a lock's thousands of notices cost a few round trips, not one per
         job), or now, inline. Keyword arguments are rq's options for every job."""
@@ -71,9 +71,7 @@ class JobQueue:
         if queue is None:
             for args, _job_id in calls:
                 func(*args)
-            return len(calls)
+            return
         for start in range(0, len(calls), PIPELINE_SIZE):
             queue.enqueue_many([queue.prepare_data(func, args=args, job_id=job_id, **rq_options)
                                 for args, job_id in calls[start:start + PIPELINE_SIZE]])
-        return len(calls)
-

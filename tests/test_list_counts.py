@@ -96,3 +96,11 @@ def test_searches_on_another_tables_column_filter_right_through_a_semi_join(app,
     assert "赵敏" in xuhui and "孙磊" in xuhui and "王伟" not in xuhui
     units = text_of(client.get("/delegation/units/list/?_flt_2_unit_name=浦东"))
     assert "上海浦东医疗器械有限公司" in units and "徐汇贸易" not in units
+
+
+def test_the_rest_api_still_counts_exactly(login, world, limit):
+    limit(1)
+    client = login(None)
+    headers = client.api_login("sh-delegation")
+    listing = client.get("/api/v1/persons/", headers=headers).json
+    assert listing["count"] == len(listing["result"]) > 1

@@ -8,7 +8,7 @@ function CiieActions(reasonActions) {
     this.execute_multiple = function(name, confirmation) {
         var box = $('#all-matching');
         var all = box.is(':checked');
-        if (all && box.data('count-url') && box.data('count') === '') {
+        if (all && box.data('count') === '') {
             // A large list counted only up to its limit: ask for the exact number first.
             $.getJSON(box.data('count-url'), function(answer) {
                 box.data('count', answer.count);

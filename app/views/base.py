@@ -21,7 +21,6 @@ from flask import (
     abort,
     current_app,
     flash,
-    g,
     jsonify,
     redirect,
     request,
@@ -181,8 +180,10 @@ def _through_exists(filter_class: type) -> type:
                 return element.element.selected_columns[0]
             return None
 
+        if len(caught.criteria) != 1:   # not the shape this rewrite knows: FAB's own filter
+            return filter_class.apply(self, query, value)
         condition = sa.sql.visitors.replacement_traverse(caught.criteria[0], {}, column_of)
-        if len(inner) != 1:   # not the shape this rewrite knows: the filter as FAB applies it
+        if len(inner) != 1:
             return filter_class.apply(self, query, value)
         return query.filter(sa.exists(inner[0].with_only_columns(sa.literal(1))
                                       .where(condition)))
@@ -210,10 +211,19 @@ class ScopedFilterConverter(fab_filters.SQLAFilterConverter):
         return filters
 
 
+class MoreThan(int):
+    """A list's record count that stopped at its limit: there are more rows than this (the
+    list template says so; pagination runs up to the limit)."""
+
+    exceeds = True
+
+
 class ScopedInterface(SQLAInterface):
     """SQLAInterface whose every query is limited to the current actor's scope."""
 
     filter_converter_class = ScopedFilterConverter
+    # Set by ScopedModelView for the interface its list pages use (see query_count).
+    count_limited = False
 
     def __init__(self, obj: type, options: Iterable[Any] = ()) -> None:
         super().__init__(obj)
@@ -230,16 +240,18 @@ class ScopedInterface(SQLAInterface):
 
     def query_count(self, query: Any, filters: Any = None,
                     select_columns: list[str] | None = None) -> int:
-        """The list's record count, counted up to LIST_COUNT_LIMIT: past it the page says "more
-        than …" (g.ciie_count_exceeds) and costs the same for 20,000 rows or 200,000. The exact
-        number of a large result is asked for when needed (the "all matching" confirmation)."""
+        """A list page's record count, counted up to LIST_COUNT_LIMIT: past it the page says
+        "more than …" and costs the same for 20,000 rows or 200,000; the exact number of a
+        large result is asked for when needed (the "all matching" confirmation). Only the
+        views' lists are bounded (`count_limited`); the REST API counts exactly."""
+        if not self.count_limited:
+            return super().query_count(query, filters, select_columns)
         limit = current_app.config["LIST_COUNT_LIMIT"]
         inner = self._apply_inner_all(query, filters, select_columns=select_columns,
                                       aliases_mapping={})
         ids = inner.with_entities(self.obj.id).order_by(None).limit(limit + 1).subquery()
         count = db.session.scalar(sa.select(sa.func.count()).select_from(ids))
-        g.ciie_count_exceeds = count > limit
-        return min(count, limit)
+        return MoreThan(limit) if count > limit else count
 
     def get(self, id: Any, *args: Any, **kwargs: Any) -> Any:
         # A tampered id the column cannot hold is not found, like any other unknown id.
@@ -390,6 +402,7 @@ class ScopedModelView(ModelView):
             self.base_permissions.remove("can_export")
         if isinstance(self.datamodel, ScopedInterface):
             self.datamodel.eager_load_dotted(list(self.list_columns) + list(self.show_columns))
+            self.datamodel.count_limited = True
         self.order_columns = [c for c in self.order_columns if self._sortable(c)]
         self._add_default_formatters()
 
