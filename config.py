@@ -248,8 +248,9 @@ CIIE_ROLES = {
         (r"^DelegationStats$", r"^can_list$"),
         (r"^PersonFiles$", r"^can_photo$"),
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
-        (r"^(Delegation|Delegation units|Delegation persons|Delegation statistics)$",
-         r"^menu_access$"),
+        (r"^DelegationClaims$", r"^(can_(list|show)|approve_claims|reject_claims)$"),
+        (r"^(Delegation|Delegation units|Delegation persons|Delegation statistics|"
+         r"Delegation claims)$", r"^menu_access$"),
     ],
     "finance": _SELF_SERVICE + [
         (r"^FinanceOrders$", r"^can_(list|show)$"),

@@ -184,6 +184,12 @@ class PaymentStatus(LabelledEnum):
     confirmed = "confirmed"
     failed = "failed"
     rejected = "rejected"
+    # The unit withdrew its transfer declaration, or chose another way to pay online.
+    withdrawn = "withdrawn"
+
+
+# A payment attempt still open: at most one per order (a partial unique index holds it).
+OPEN_PAYMENT_STATUSES = (PaymentStatus.created, PaymentStatus.pending)
 
 
 class InvoiceKind(LabelledEnum):
@@ -284,6 +290,15 @@ class TaskStatus(LabelledEnum):
     failed = "failed"
 
 
+class ClaimStatus(LabelledEnum):
+    """A request to register a known unit afresh, held until its delegation decides."""
+
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+    withdrawn = "withdrawn"
+
+
 class ScanResult(LabelledEnum):
     valid = "valid"
     not_today = "not_today"
@@ -348,6 +363,7 @@ _LABEL_PAIRS = [
     (PaymentStatus.confirmed, _l("Confirmed")),
     (PaymentStatus.failed, _l("Failed")),
     (PaymentStatus.rejected, _l("Rejected")),
+    (PaymentStatus.withdrawn, _l("Withdrawn")),
     (InvoiceKind.e_normal, _l("Ordinary VAT e-invoice")),
     (InvoiceKind.paper_special, _l("Special VAT paper invoice")),
     (InvoiceStatus.requested, _l("Requested")),
@@ -396,6 +412,10 @@ _LABEL_PAIRS = [
     (TaskStatus.running, _l("Running")),
     (TaskStatus.done, _l("Finished")),
     (TaskStatus.failed, _l("Failed")),
+    (ClaimStatus.pending, _l("Awaiting the delegation")),
+    (ClaimStatus.approved, _l("Approved")),
+    (ClaimStatus.rejected, _l("Rejected")),
+    (ClaimStatus.withdrawn, _l("Withdrawn")),
     (ScanResult.valid, _l("Valid")),
     (ScanResult.not_today, _l("Not an entry date")),
     (ScanResult.deactivated, _l("Badge deactivated")),
@@ -731,6 +751,52 @@ unit_registration_zone = sa.Table(
 )
 
 
+class AccountClaim(Model):
+    """"Register afresh" after every returning-unit check failed: a request to take over a known
+    unit's account. Nothing of the account changes until the delegation the claimant chose has
+    confirmed who is asking (docs/account-claims.md); the password is kept as a hash."""
+
+    __tablename__ = "account_claim"
+    __table_args__ = (
+        # One claim waits at a time: a second attempt is told one is already with the delegation.
+        sa.Index("uq_account_claim_one_pending", "unit_id", unique=True,
+                 sqlite_where=sa.text("status = 'pending'"),
+                 postgresql_where=sa.text("status = 'pending'")),
+        sa.Index("ix_account_claim_scope", "delegation_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), nullable=False, index=True)
+    edition_id: Mapped[int] = mapped_column(sa.ForeignKey("edition.id"), nullable=False)
+    status: Mapped[ClaimStatus] = enum_column(ClaimStatus, default=ClaimStatus.pending,
+                                              nullable=False)
+    # What the claimant entered; applied to the unit only when the claim is approved.
+    name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    name_en: Mapped[Optional[str]] = mapped_column(sa.String(200))
+    region: Mapped[Region] = enum_column(Region, nullable=False)
+    category: Mapped[UnitCategory] = enum_column(UnitCategory, nullable=False)
+    delegation_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("delegation.id"))
+    sub_delegation_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("delegation.id"))
+    referral_code_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("referral_code.id"))
+    mobile: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    email: Mapped[str] = mapped_column(sa.String(254), nullable=False)
+    password_hash: Mapped[str] = mapped_column(sa.String(256), nullable=False)
+    language: Mapped[str] = mapped_column(sa.String(5), default="zh", nullable=False)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+    decided_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    decided_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"))
+    reason: Mapped[Optional[str]] = mapped_column(sa.String(1000))
+
+    unit: Mapped[Unit] = relationship()
+    edition: Mapped[Edition] = relationship()
+    delegation: Mapped[Optional[Delegation]] = relationship(foreign_keys=[delegation_id])
+    sub_delegation: Mapped[Optional[Delegation]] = relationship(foreign_keys=[sub_delegation_id])
+    referral_code: Mapped[Optional[ReferralCode]] = relationship()
+
+    def __repr__(self) -> str:
+        return f"#{self.id}"
+
+
 class UnitDocument(Model):
     """A qualification document (PDF/JPEG/PNG) uploaded by a unit; stored outside static/."""
 
@@ -998,6 +1064,10 @@ class Payment(TimestampMixin, Model):
         sa.Index("uq_payment_one_confirmed", "order_id", unique=True,
                  sqlite_where=sa.text("status = 'confirmed'"),
                  postgresql_where=sa.text("status = 'confirmed'")),
+        # One open attempt per order: parallel declarations cannot both wait for finance.
+        sa.Index("uq_payment_one_open", "order_id", unique=True,
+                 sqlite_where=sa.text("status IN ('created', 'pending')"),
+                 postgresql_where=sa.text("status IN ('created', 'pending')")),
         sa.Index("ix_payment_channel_status", "channel", "status"),
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
@@ -52,6 +53,12 @@ class Actor:
     sub_delegation_ids: tuple[int, ...] = ()
     # Industry delegations rolled up into this actor's delegation: read-only.
     rollup_delegation_ids: tuple[int, ...] = ()
+    # A unit that registered afresh (docs/account-claims.md) sees none of its earlier editions
+    # (nor what its account did before the hand-over), except, once its delegation approved
+    # the new registration, its earlier badge-fee orders.
+    hidden_edition_ids: tuple[int, ...] = ()
+    history_since: datetime | None = None
+    earlier_orders_visible: bool = False
     system: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -101,16 +108,35 @@ def actor_for_user(user: Any) -> Actor:
             rollup = tuple(r.id for r in rows if r.id != own.id)
         elif own is not None:
             sub = (own.id,)
+    unit_id = user.unit_id if UNIT in roles else None
     return Actor(
         user_id=user.id,
         name=user.username,
         roles=roles,
-        unit_id=user.unit_id if UNIT in roles else None,
+        unit_id=unit_id,
         organiser_id=user.organiser_id if ORGANISER in roles else None,
         top_delegation_ids=top,
         sub_delegation_ids=sub,
         rollup_delegation_ids=rollup,
+        **(_hidden_history(unit_id) if unit_id else {}),
     )
+
+
+def _hidden_history(unit_id: int) -> dict[str, Any]:
+    """What a unit that registered afresh may not see: one query, and one more only for such
+    a unit (the earlier editions)."""
+    from app.extensions import db
+
+    UR = m.UnitRegistration
+    E = m.Edition
+    current = db.session.execute(sa.select(UR.history_hidden, UR.status, UR.created_at, E.number)
+                                 .join(E, E.id == UR.edition_id)
+                                 .where(UR.unit_id == unit_id, E.is_current.is_(True))).first()
+    if current is None or not current.history_hidden:
+        return {}
+    earlier = tuple(db.session.scalars(sa.select(E.id).where(E.number < current.number)))
+    return {"hidden_edition_ids": earlier or (-1,), "history_since": current.created_at,
+            "earlier_orders_visible": current.status is m.UnitStatus.approved}
 
 
 def current_actor() -> Actor:
@@ -214,6 +240,39 @@ def reviewable_registration_ids() -> sa.Select:
     )
 
 
+def _seen(actor: Actor, edition_column: Any) -> Any:
+    """For a unit actor: rows of editions it may see (all, unless it registered afresh)."""
+    return edition_column.notin_(actor.hidden_edition_ids) if actor.hidden_edition_ids else TRUE
+
+
+def _since(actor: Actor, created_column: Any) -> Any:
+    """For a unit actor: rows made since its account was handed over (all, if never)."""
+    return created_column >= actor.history_since if actor.history_since else TRUE
+
+
+def _unit_registration_ids(actor: Actor) -> sa.Select:
+    UR = m.UnitRegistration
+    return sa.select(UR.id).where(UR.unit_id == actor.unit_id, _seen(actor, UR.edition_id))
+
+
+def _unit_order_ids(actor: Actor) -> sa.Select:
+    O = m.Order  # noqa: E741
+    return sa.select(O.id).where(O.unit_id == actor.unit_id, _order_seen(actor))
+
+
+def _order_seen(actor: Actor) -> Any:
+    return TRUE if actor.earlier_orders_visible else _seen(actor, m.Order.edition_id)
+
+
+def _unit_person_condition(actor: Actor) -> Any:
+    P = m.Person
+    PR = m.PersonRegistration
+    if not actor.hidden_edition_ids:
+        return P.unit_id == actor.unit_id
+    return sa.and_(P.unit_id == actor.unit_id, P.id.notin_(
+        sa.select(PR.person_id).where(PR.edition_id.in_(actor.hidden_edition_ids))))
+
+
 def _own_person_ids(actor: Actor) -> sa.Select:
     return sa.select(m.Person.id).where(m.Person.user_id == actor.user_id)
 
@@ -253,7 +312,8 @@ def _unit_rule(actor: Actor, mode: str) -> Any:
 def _unit_registration_rule(actor: Actor, mode: str) -> Any:
     UR = m.UnitRegistration
     return _any(
-        actor.unit_id is not None and UR.unit_id == actor.unit_id,
+        actor.unit_id is not None and sa.and_(UR.unit_id == actor.unit_id,
+                                              _seen(actor, UR.edition_id)),
         actor.is_delegation and unit_registration_condition(actor, mode),
         mode == READ and actor.has(FINANCE) and TRUE,
         mode == READ and actor.has(PERSON) and UR.id.in_(
@@ -265,10 +325,9 @@ def _unit_registration_rule(actor: Actor, mode: str) -> Any:
 
 @rule(m.UnitDocument)
 def _unit_document_rule(actor: Actor, mode: str) -> Any:
-    UR = m.UnitRegistration
     return _any(
         actor.unit_id is not None and m.UnitDocument.registration_id.in_(
-            sa.select(UR.id).where(UR.unit_id == actor.unit_id)
+            _unit_registration_ids(actor)
         ),
         mode == READ and actor.is_delegation and m.UnitDocument.registration_id.in_(
             delegation_registration_ids(actor, mode)
@@ -281,7 +340,7 @@ def _person_rule(actor: Actor, mode: str) -> Any:
     P = m.Person
     PR = m.PersonRegistration
     return _any(
-        actor.unit_id is not None and P.unit_id == actor.unit_id,
+        actor.unit_id is not None and _unit_person_condition(actor),
         actor.is_delegation and P.id.in_(
             sa.select(PR.person_id).where(
                 PR.unit_registration_id.in_(delegation_registration_ids(actor, mode))
@@ -303,11 +362,8 @@ def _person_rule(actor: Actor, mode: str) -> Any:
 @rule(m.PersonRegistration)
 def _person_registration_rule(actor: Actor, mode: str) -> Any:
     PR = m.PersonRegistration
-    UR = m.UnitRegistration
     return _any(
-        actor.unit_id is not None and PR.unit_registration_id.in_(
-            sa.select(UR.id).where(UR.unit_id == actor.unit_id)
-        ),
+        actor.unit_id is not None and PR.unit_registration_id.in_(_unit_registration_ids(actor)),
         actor.is_delegation and PR.unit_registration_id.in_(
             delegation_registration_ids(actor, mode)
         ),
@@ -322,10 +378,14 @@ def _person_registration_rule(actor: Actor, mode: str) -> Any:
     )
 
 
-def _owned_by_unit(model: type, finance: bool = False) -> Rule:
+def _owned_by_unit(model: type, finance: bool = False,
+                   history: Callable[[Actor], Any] = lambda actor: TRUE) -> Rule:
+    """Rows carrying the unit's id; `history` hides what a unit that registered afresh may not
+    see of its earlier editions."""
     def owned(actor: Actor, mode: str) -> Any:
         return _any(
-            actor.unit_id is not None and model.unit_id == actor.unit_id,
+            actor.unit_id is not None and sa.and_(model.unit_id == actor.unit_id,
+                                                  history(actor)),
             finance and actor.has(FINANCE) and TRUE,
         )
 
@@ -335,13 +395,23 @@ def _owned_by_unit(model: type, finance: bool = False) -> Rule:
 RULES[m.Address] = _owned_by_unit(m.Address)
 # Units follow their parcels; packing and shipping are the badge office's (admins).
 RULES[m.Shipment] = lambda actor, mode: _any(
-    mode == READ and actor.unit_id is not None and m.Shipment.unit_id == actor.unit_id
+    mode == READ and actor.unit_id is not None and sa.and_(
+        m.Shipment.unit_id == actor.unit_id,
+        TRUE if not actor.hidden_edition_ids else m.Shipment.id.in_(
+            sa.select(m.Badge.shipment_id).where(_seen(actor, m.Badge.edition_id))))
 )
 RULES[m.Notification] = lambda actor, mode: _any(
-    mode == READ and actor.unit_id is not None and m.Notification.unit_id == actor.unit_id
+    mode == READ and actor.unit_id is not None and sa.and_(
+        m.Notification.unit_id == actor.unit_id, _since(actor, m.Notification.created_at)),
 )
-for _model in (m.Order, m.Invoice, m.Refund):
-    RULES[_model] = _owned_by_unit(_model, finance=True)
+RULES[m.Order] = _owned_by_unit(m.Order, finance=True, history=_order_seen)
+RULES[m.Invoice] = _owned_by_unit(m.Invoice, finance=True, history=lambda actor: (
+    TRUE if actor.earlier_orders_visible or not actor.hidden_edition_ids
+    else m.Invoice.order_id.in_(_unit_order_ids(actor))))
+RULES[m.Refund] = _owned_by_unit(m.Refund, finance=True, history=lambda actor: (
+    TRUE if actor.earlier_orders_visible or not actor.hidden_edition_ids
+    else m.Refund.payment_id.in_(sa.select(m.Payment.id).where(
+        m.Payment.order_id.in_(_unit_order_ids(actor))))))
 
 
 @rule(m.OrderItem)
@@ -357,9 +427,7 @@ def _order_item_rule(actor: Actor, mode: str) -> Any:
 @rule(m.Payment)
 def _payment_rule(actor: Actor, mode: str) -> Any:
     return _any(
-        actor.unit_id is not None and m.Payment.order_id.in_(
-            sa.select(m.Order.id).where(m.Order.unit_id == actor.unit_id)
-        ),
+        actor.unit_id is not None and m.Payment.order_id.in_(_unit_order_ids(actor)),
         actor.has(FINANCE) and TRUE,
     )
 
@@ -368,7 +436,8 @@ def _payment_rule(actor: Actor, mode: str) -> Any:
 def _refund_item_rule(actor: Actor, mode: str) -> Any:
     return _any(
         actor.unit_id is not None and m.RefundItem.refund_id.in_(
-            sa.select(m.Refund.id).where(m.Refund.unit_id == actor.unit_id)
+            sa.select(m.Refund.id).where(m.Refund.unit_id == actor.unit_id,
+                                         RULES[m.Refund](actor, READ))
         ),
         actor.has(FINANCE) and TRUE,
     )
@@ -377,13 +446,11 @@ def _refund_item_rule(actor: Actor, mode: str) -> Any:
 @rule(m.ReviewDecision)
 def _review_decision_rule(actor: Actor, mode: str) -> Any:
     PR = m.PersonRegistration
-    UR = m.UnitRegistration
     return _any(
         actor.has(REVIEWER) and (TRUE if mode == READ else FALSE),
         mode == READ and actor.unit_id is not None
         and m.ReviewDecision.person_registration_id.in_(
-            sa.select(PR.id).join(UR, PR.unit_registration_id == UR.id)
-            .where(UR.unit_id == actor.unit_id)
+            sa.select(PR.id).where(PR.unit_registration_id.in_(_unit_registration_ids(actor)))
         ),
     )
 
@@ -391,9 +458,9 @@ def _review_decision_rule(actor: Actor, mode: str) -> Any:
 @rule(m.Badge)
 def _badge_rule(actor: Actor, mode: str) -> Any:
     return _any(
-        mode == READ and actor.unit_id is not None and m.Badge.person_id.in_(
-            sa.select(m.Person.id).where(m.Person.unit_id == actor.unit_id)
-        ),
+        mode == READ and actor.unit_id is not None and sa.and_(m.Badge.person_id.in_(
+            sa.select(m.Person.id).where(_unit_person_condition(actor))
+        ), _seen(actor, m.Badge.edition_id)),
         mode == READ and actor.has(PERSON) and m.Badge.person_id.in_(_own_person_ids(actor)),
     )
 
@@ -420,7 +487,9 @@ def _event_rule(actor: Actor, mode: str) -> Any:
 def _event_application_rule(actor: Actor, mode: str) -> Any:
     EA = m.EventApplication
     return _any(
-        actor.unit_id is not None and EA.unit_id == actor.unit_id,
+        actor.unit_id is not None and sa.and_(EA.unit_id == actor.unit_id, TRUE if not
+                                              actor.hidden_edition_ids else EA.event_id.in_(
+            sa.select(m.Event.id).where(_seen(actor, m.Event.edition_id)))),
         actor.organiser_id is not None and EA.event_id.in_(
             sa.select(m.Event.id).where(m.Event.organiser_id == actor.organiser_id)
         ),
@@ -438,6 +507,18 @@ def _owned_by_delegation(model: type) -> Rule:
     return owned
 
 
+@rule(m.AccountClaim)
+def _account_claim_rule(actor: Actor, mode: str) -> Any:
+    """A claim to register a unit afresh is decided by the delegation the claimant chose (its
+    sub-delegation, if one was chosen, decides too); nobody else but admins sees it."""
+    AC = m.AccountClaim
+    return _any(
+        bool(actor.top_delegation_ids) and AC.delegation_id.in_(actor.top_delegation_ids),
+        bool(actor.sub_delegation_ids)
+        and AC.sub_delegation_id.in_(actor.sub_delegation_ids),
+    )
+
+
 RULES[m.LockBatch] = _owned_by_delegation(m.LockBatch)
 RULES[m.DelegationExtension] = _owned_by_delegation(m.DelegationExtension)
 
@@ -445,7 +526,8 @@ RULES[m.DelegationExtension] = _owned_by_delegation(m.DelegationExtension)
 @rule(m.BackgroundTask)
 def _task_rule(actor: Actor, mode: str) -> Any:
     """A task is its starter's: its report may name rows of that actor's scope only."""
-    return _any(actor.user_id is not None and m.BackgroundTask.user_id == actor.user_id)
+    return _any(actor.user_id is not None and sa.and_(
+        m.BackgroundTask.user_id == actor.user_id, _since(actor, m.BackgroundTask.created_at)))
 
 
 @rule(m.Edition, m.Delegation, m.Zone, m.Organiser)

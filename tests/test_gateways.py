@@ -24,7 +24,7 @@ from app.extensions import db
 from app.gateways import payments as gw
 from app.gateways.sandbox import NotifyRequest, PaymentSandbox
 from app.security import actor_for_user
-from app.workflow.payments import cancel_order, start_online_payment
+from app.workflow.payments import cancel_order
 from tests.conftest import UNIT_A, UNIT_B, Client, free_port
 
 QR = ["alipay", "wechat", "unionpay"]
@@ -314,9 +314,13 @@ def test_forged_notification_changes_nothing(app, login, world, sandbox, tmp_pat
 def test_altered_notification_changes_nothing(app, login, world, sandbox, channel):
     client = login(UNIT_A)
     payment = open_payment(client, channel)
-    # A second pending payment of the same order and channel, for the altered number to name.
-    other = start_online_payment(actor_for_user(world.user(UNIT_A)), demo_order().id,
-                                 m.PaymentChannel(channel))
+    # Another attempt of the same order and channel for the altered number to name (withdrawn:
+    # an order has one open attempt at a time).
+    other = m.Payment(number="P2022999999", order_id=demo_order().id,
+                      channel=m.PaymentChannel(channel), status=m.PaymentStatus.withdrawn,
+                      amount_fen=payment.amount_fen)
+    db.session.add(other)
+    db.session.commit()
     before = state(world)
     genuine = sandbox.notification(m.PaymentChannel(channel), payment.number)
     if channel == "wechat":
@@ -412,7 +416,8 @@ def test_notification_for_a_cancelled_order_changes_nothing(app, login, world, s
     after = state(world)
     assert after[:4] == before[:4]
     assert after[0] is m.OrderStatus.cancelled
-    assert payments()[-1].status is m.PaymentStatus.failed
+    # Its open attempt went with it (withdrawn, audited), and the late money changes nothing.
+    assert payments()[-1].status is m.PaymentStatus.withdrawn
     refused = db.session.scalars(sa.select(m.AuditEvent).where(
         m.AuditEvent.action == "notification_refused")).one()
     assert refused.record_id == payment.id and refused.detail["order_status"] == "cancelled"

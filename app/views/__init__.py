@@ -68,6 +68,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     add(delegation.DelegationUnitView, "Delegation units", _l("Units"), "fa-building", *deleg)
     add(delegation.DelegationPersonView, "Delegation persons", _l("Persons"), "fa-users",
         *deleg)
+    add(delegation.DelegationClaimView, "Delegation claims", _l("Requests to register afresh"),
+        "fa-user-lock", *deleg)
     add(delegation.DelegationStatsView, "Delegation statistics", _l("Statistics"),
         "fa-chart-bar", *deleg)
     appbuilder.add_view_no_menu(delegation.DelegationDocumentView)

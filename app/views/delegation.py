@@ -17,6 +17,7 @@ from flask_babel import lazy_gettext as _l
 
 from app import models as m
 from app.extensions import db
+from app.formatting import mask_email, mask_mobile
 from app.security import current_actor, get_scoped, scoped
 from app.statistics import delegation_statistics
 from app.views.base import ScopedInterface, ScopedModelView, Selection, batch_action, download_link
@@ -164,6 +165,42 @@ class DelegationUnitView(ScopedModelView):
     @batch_action("reject_units", _l("Reject"), None, "fa-times")
     def reject_units(self, selection: Selection):
         return self.run_operation("reject_units", selection)
+
+
+class DelegationClaimView(ScopedModelView):
+    """Requests to register a known unit afresh after every check failed: the delegation the
+    claimant chose confirms who is asking (by the unit's official channels) before the account
+    is handed over; until then nothing of the account changes."""
+
+    route_base = "/delegation/claims"
+    class_permission_name = "DelegationClaims"
+    datamodel = ScopedInterface(m.AccountClaim)
+    title = _l("Requests to register afresh")
+    base_order = ("id", "desc")
+    list_columns = ["unit.name", "unit.uscc", "name", "delegation", "sub_delegation", "status",
+                    "created_at"]
+    show_columns = ["unit.name", "unit.uscc", "unit.mobile", "unit.email", "name", "name_en",
+                    "region", "category", "delegation", "sub_delegation", "mobile", "email",
+                    "status", "created_at", "decided_at", "reason"]
+    search_columns = ["status", "name", "created_at"]
+    label_columns = {"name": _l("Unit name given by the claimant"),
+                     "name_en": _l("English name given by the claimant"),
+                     "mobile": _l("Claimant's mobile"), "email": _l("Claimant's e-mail")}
+    base_permissions = ["can_list", "can_show"]
+    # The contacts on file are the old owner's: masked. The claimant's are shown in full, to
+    # call back and confirm.
+    formatters_columns = {"unit.mobile": mask_mobile, "unit.email": mask_email}
+    reason_actions = ("reject_claims",)
+
+    @batch_action("approve_claims", _l("Confirm identity and hand over the account"),
+                  _l("The claimant's password and contacts replace the unit's; the old "
+                     "password stops working and earlier editions are hidden."), "fa-check")
+    def approve_claims(self, selection: Selection):
+        return self.run_operation("approve_claims", selection)
+
+    @batch_action("reject_claims", _l("Refuse"), None, "fa-times")
+    def reject_claims(self, selection: Selection):
+        return self.run_operation("reject_claims", selection)
 
 
 class DelegationStatsView(BaseView):

@@ -149,6 +149,9 @@ COLUMN_LABELS = {
     "sent_at": _l("Sent at"),
     "until": _l("Until"),
     "granted_at": _l("Granted at"),
+    "unit.mobile": _l("Mobile on file"),
+    "unit.email": _l("E-mail on file"),
+    "decided_at": _l("Decided at"),
 }
 
 

@@ -87,6 +87,15 @@ class UnitOrderPageView(BaseView):
             _("Your transfer was declared; finance will check the voucher."))
         return redirect(url_for("UnitOrderPageView.show", order_id=order_id))
 
+    @expose("/<int:order_id>/transfer/<int:payment_id>/withdraw", methods=["POST"])
+    @has_access
+    @permission_name("pay")
+    def withdraw_transfer(self, order_id: int, payment_id: int):
+        attempt(lambda: payments.withdraw_transfer(current_actor(), order_id, payment_id),
+                _("Your transfer declaration was withdrawn. Declare it again or pay another "
+                  "way."))
+        return redirect(url_for("UnitOrderPageView.show", order_id=order_id))
+
     @expose("/voucher/<int:payment_id>")
     @has_access
     @permission_name("show")

@@ -30,7 +30,7 @@ from app.gateways.payments import (
     gateway_for,
 )
 from app.gateways.sandbox import PaymentSandbox, current_sandbox
-from app.security import SYSTEM, WRITE, Actor, current_actor, get_scoped, scoped
+from app.security import SYSTEM, current_actor, get_scoped
 from app.workflow.audit import record
 from app.workflow.errors import WorkflowError
 from app.workflow.payments import (
@@ -137,21 +137,6 @@ class PaymentNotifyView(BaseView):
 # The unit's pages
 # --------------------------------------------------------------------------------------------
 
-def open_payment(actor: Actor, order_id: int, channel: m.PaymentChannel) -> m.Payment:
-    """The payment to show: the order's pending one of this channel if there is one (same QR
-    code, same bank order; a second one could be paid too), else a new one."""
-    P = m.Payment
-    existing = db.session.scalars(scoped(
-        sa.select(P).join(m.Order, m.Order.id == P.order_id).where(
-            P.order_id == order_id, P.channel == channel, P.status == PayS.pending,
-            m.Order.status == OS.pending, P.amount_fen == m.Order.amount_fen),
-        P, actor, WRITE).order_by(P.id.desc()).limit(1)).first()
-    if existing is None:
-        return start_online_payment(actor, order_id, channel)
-    require_payment_window(existing.order.edition, channel)
-    return existing
-
-
 def payment_refusal(order: m.Order) -> str | None:
     """Why the order cannot be paid online now, in the reader's language (None: it can)."""
     if order.status is OS.paid:
@@ -194,7 +179,7 @@ class UnitPaymentView(BaseView):
         channel = _channel(request.form.get("channel", ""), ONLINE_CHANNELS)
         back = redirect(url_for(".order", order_id=order_id))
         try:
-            payment = open_payment(current_actor(), order_id, channel)
+            payment = start_online_payment(current_actor(), order_id, channel)
         except WorkflowError as exc:
             db.session.rollback()
             if exc.status_code == 404:

@@ -15,6 +15,7 @@ from app import models as m
 from app.extensions import db
 from app.i18n import pick
 from app.views.base import attempt
+from app.workflow import claims
 from app.workflow import registration as reg
 from app.workflow.editions import current_edition
 
@@ -92,9 +93,13 @@ class RegistrationView(BaseView):
                 password=form.password.data, mobile=form.mobile.data, email=form.email.data,
                 referral_code=form.referral_code.data)
             created = {}
-            # Registering afresh is allowed only when every earlier-edition check failed.
-            fresh = afresh and reg.all_methods_failed(uscc or "")
-            if attempt(lambda: created.update(user=reg.register_unit(data, fresh))):
+            if afresh:
+                # A claim on a known account: the delegation decides; nobody is logged in.
+                if attempt(lambda: created.update(claim=claims.claim_account(
+                        data, request.remote_addr))):
+                    session["claim_unit"] = created["claim"].name
+                    return redirect(url_for("RegistrationView.claimed"))
+            elif attempt(lambda: created.update(user=reg.register_unit(data))):
                 user = created["user"]
                 login_user(user, remember=False)
                 session["registered_login"] = user.username
@@ -111,6 +116,14 @@ class RegistrationView(BaseView):
             return redirect(url_for("RegistrationView.start"))
         return self._render("ciie/register/done.html", login=login,
                             overseas=login.startswith("OS"))
+
+    @expose("/claimed")
+    def claimed(self):
+        """After asking to register afresh: what happens next (nothing is logged in)."""
+        name = session.get("claim_unit")
+        if not name:
+            return redirect(url_for("RegistrationView.start"))
+        return self._render("ciie/register/claimed.html", name=name)
 
     @expose("/returning", methods=["GET", "POST"])
     def returning(self):

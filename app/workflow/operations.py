@@ -7,7 +7,7 @@ from typing import Any, Callable
 from app import models as m
 from app.security import Actor
 from app.tasks import operation
-from app.workflow import badges, locking, payments, persons, refunds, review, units
+from app.workflow import badges, claims, locking, payments, persons, refunds, review, units
 
 Progress = Callable[[int, int], None]
 
@@ -25,6 +25,16 @@ def return_units(actor: Actor, params: dict, progress: Progress) -> Any:
 @operation("reject_units")
 def reject_units(actor: Actor, params: dict, progress: Progress) -> Any:
     return units.reject_units(actor, params["ids"], params.get("reason"))
+
+
+@operation("approve_claims")
+def approve_claims(actor: Actor, params: dict, progress: Progress) -> Any:
+    return claims.approve_claims(actor, params["ids"])
+
+
+@operation("reject_claims")
+def reject_claims(actor: Actor, params: dict, progress: Progress) -> Any:
+    return claims.reject_claims(actor, params["ids"], params.get("reason"))
 
 
 @operation("submit_persons")

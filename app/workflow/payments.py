@@ -119,9 +119,11 @@ def cancel_order(actor: Actor, order_id: int) -> None:
          values={"status_changed_at": now()}, commit=False)
     db.session.execute(sa.update(m.OrderItem).where(m.OrderItem.order_id == order.id)
                        .values(active=False))
-    db.session.execute(sa.update(m.Payment).where(
-        m.Payment.order_id == order.id, m.Payment.status.in_((PayS.created, PayS.pending)))
-        .values(status=PayS.failed))
+    # Open online attempts go with the order (audited like every move).
+    move(actor, m.Payment, sa.select(m.Payment.id).where(
+        m.Payment.order_id == order.id, m.Payment.status.in_(m.OPEN_PAYMENT_STATUSES)),
+        action="order_cancelled", from_states=m.OPEN_PAYMENT_STATUSES, to_state=PayS.withdrawn,
+        label=m.Payment.number, commit=False)
     record(actor, "order", order.id, "cancel", from_state=OS.pending, to_state=OS.cancelled)
     db.session.commit()
 
@@ -131,28 +133,72 @@ def cancel_order(actor: Actor, order_id: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 def _payable_order(actor: Actor, order_id: int, channel: m.PaymentChannel) -> m.Order:
+    """The actor's pending order, its row locked: payment attempts on one order take turns."""
     order = get_scoped(m.Order, order_id, actor, WRITE)
     if order is None:
         raise WorkflowError(_l("No such order."), 404)
+    db.session.execute(sa.select(m.Order.id).where(m.Order.id == order.id).with_for_update())
+    db.session.refresh(order)
     if order.status is not OS.pending:
         raise WorkflowError(_l("This order is not waiting for payment."))
     require_payment_window(order.edition, channel)
     return order
 
 
-def start_online_payment(actor: Actor, order_id: int,
-                         channel: m.PaymentChannel) -> m.Payment:
-    """A QR (Alipay, WeChat Pay, UnionPay) or B2B gateway payment for the order's amount."""
+def _open_payment(order: m.Order) -> m.Payment | None:
+    """The order's one open attempt (created or pending), if any."""
+    return db.session.scalars(sa.select(m.Payment).where(
+        m.Payment.order_id == order.id,
+        m.Payment.status.in_(m.OPEN_PAYMENT_STATUSES))).first()
+
+
+def _transfer_waiting(payment: m.Payment) -> WorkflowError:
+    return WorkflowError(_l("A transfer for this order is already waiting for finance."))
+
+
+def _withdraw(actor: Actor, payment: m.Payment, action: str) -> None:
+    move(actor, m.Payment, [payment.id], action=action, from_states=m.OPEN_PAYMENT_STATUSES,
+         to_state=PayS.withdrawn, label=m.Payment.number, commit=False)
+
+
+def _add_payment(actor: Actor, payment: m.Payment, action: str, detail: dict | None = None
+                 ) -> m.Payment:
+    """Insert the attempt; the partial unique index is the last guard of one open attempt."""
+    db.session.add(payment)
+    try:
+        db.session.flush()
+    except sa.exc.IntegrityError:
+        db.session.rollback()
+        raise WorkflowError(_l("Another payment for this order was started at the same "
+                               "moment. Reload the page to see it."), 409) from None
+    record(actor, "payment", payment.id, action, to_state=payment.status, detail=detail)
+    return payment
+
+
+def start_online_payment(actor: Actor, order_id: int, channel: m.PaymentChannel
+                         ) -> m.Payment:
+    """The attempt to show for paying the order online by `channel`: the open one of that
+    channel (same QR code, same bank order: paying a second one would pay twice), else a new
+    one that replaces an open attempt of another online channel. A bank transfer waiting for
+    finance must be withdrawn first."""
     channel = m.PaymentChannel(channel)
     if channel is Ch.transfer:
         raise WorkflowError(_l("A bank transfer is declared with its voucher."), 400)
     order = _payable_order(actor, order_id, channel)
-    payment = m.Payment(number=_number("P", "payment", order.edition), order_id=order.id,
-                        channel=channel, status=PayS.pending, amount_fen=order.amount_fen)
-    db.session.add(payment)
-    db.session.flush()
-    record(actor, "payment", payment.id, "start", to_state=PayS.pending,
-           detail={"channel": channel.value, "amount_fen": payment.amount_fen})
+    current = _open_payment(order)
+    if current is not None and current.channel is Ch.transfer:
+        raise WorkflowError(_l("A bank transfer for this order is waiting for finance. "
+                               "Withdraw it on the order's page to pay another way."))
+    if current is not None and current.channel is channel \
+            and current.amount_fen == order.amount_fen:
+        db.session.commit()
+        return current
+    if current is not None:
+        _withdraw(actor, current, "superseded")
+    payment = _add_payment(actor, m.Payment(
+        number=_number("P", "payment", order.edition), order_id=order.id, channel=channel,
+        status=PayS.pending, amount_fen=order.amount_fen), "start",
+        {"channel": channel.value, "amount_fen": order.amount_fen})
     db.session.commit()
     return payment
 
@@ -160,12 +206,8 @@ def start_online_payment(actor: Actor, order_id: int,
 def submit_transfer(actor: Actor, order_id: int, payer_name: str, payer_account: str,
                     payer_bank: str, remitted_on: date, voucher, payer_tax_id: str | None = None
                     ) -> m.Payment:
-    """The unit declares its bank transfer with the voucher; finance checks it."""
-    order = _payable_order(actor, order_id, Ch.transfer)
-    if db.session.scalar(sa.select(sa.func.count()).select_from(m.Payment).where(
-            m.Payment.order_id == order.id, m.Payment.status == PayS.pending,
-            m.Payment.channel == Ch.transfer)):
-        raise WorkflowError(_l("A transfer for this order is already waiting for finance."))
+    """The unit declares its bank transfer with the voucher; finance checks it. An open online
+    attempt is withdrawn (the unit chose to pay by transfer)."""
     if not (payer_name or "").strip() or not (payer_account or "").strip() \
             or not (payer_bank or "").strip():
         raise WorkflowError(_l("Enter the paying unit, its bank and its account."), 400)
@@ -173,21 +215,43 @@ def submit_transfer(actor: Actor, order_id: int, payer_name: str, payer_account:
         raise WorkflowError(_l("Enter the day the money was sent (not in the future)."), 400)
     data, _content_type, ext = storage.read_upload(
         voucher, current_app.config["MAX_DOCUMENT_BYTES"], VOUCHER_TYPES)
-    payment = m.Payment(
-        number=_number("P", "payment", order.edition), order_id=order.id, channel=Ch.transfer,
-        status=PayS.pending, amount_fen=order.amount_fen, payer_name=payer_name.strip(),
-        payer_account=payer_account.strip(), payer_bank=payer_bank.strip(),
-        payer_tax_id=(payer_tax_id or "").strip() or None, remitted_on=remitted_on,
-        voucher_key=storage.store(data, ext))
-    db.session.add(payment)
-    db.session.flush()
-    record(actor, "payment", payment.id, "submit_transfer", to_state=PayS.pending)
-    db.session.commit()
+    order = _payable_order(actor, order_id, Ch.transfer)
+    current = _open_payment(order)
+    if current is not None and current.channel is Ch.transfer:
+        raise _transfer_waiting(current)
+    if current is not None:
+        _withdraw(actor, current, "superseded")
+    key = storage.store(data, ext)
+    try:
+        payment = _add_payment(actor, m.Payment(
+            number=_number("P", "payment", order.edition), order_id=order.id,
+            channel=Ch.transfer, status=PayS.pending, amount_fen=order.amount_fen,
+            payer_name=payer_name.strip(), payer_account=payer_account.strip(),
+            payer_bank=payer_bank.strip(), payer_tax_id=(payer_tax_id or "").strip() or None,
+            remitted_on=remitted_on, voucher_key=key), "submit_transfer")
+        db.session.commit()
+    except Exception:
+        storage.remove(key)  # no row holds the voucher: no orphan file either
+        raise
     return payment
 
 
+def withdraw_transfer(actor: Actor, order_id: int, payment_id: int) -> None:
+    """The unit takes back its transfer declaration before finance decided (to declare it
+    again or pay another way)."""
+    payment = get_scoped(m.Payment, payment_id, actor, WRITE)
+    if payment is None or payment.order_id != order_id or payment.channel is not Ch.transfer:
+        raise WorkflowError(_l("No such order."), 404)
+    result = move(actor, m.Payment, [payment.id], action="withdraw",
+                  from_states=[PayS.pending], to_state=PayS.withdrawn, label=m.Payment.number)
+    if result.refused:
+        raise WorkflowError(result.refused[0].reason)
+
+
 def confirm_payments(actor: Actor, payment_ids: sa.Select | list[int], action: str,
-             provider_trade_no: str | None = None) -> BatchResult:
+                     provider_trade_no: str | None = None,
+                     from_states: tuple[m.PaymentStatus, ...] = (PayS.pending,)
+                     ) -> BatchResult:
     """Confirm pending payments and everything that follows, set-based: payments confirmed,
     their orders paid, the orders' persons sent to security review, receipts queued. A payment
     whose order was paid meanwhile (or that is no longer pending) is refused, not doubled."""
@@ -195,7 +259,7 @@ def confirm_payments(actor: Actor, payment_ids: sa.Select | list[int], action: s
     id_select = as_id_select(P, payment_ids)
     label = P.number
     # An order can be paid once: the partial unique index refuses a second confirmed payment.
-    result = move(actor, P, id_select, action=action, from_states=[PayS.pending],
+    result = move(actor, P, id_select, action=action, from_states=from_states,
                   to_state=PayS.confirmed, label=label,
                   checks=[(P.order_id.in_(sa.select(m.Order.id).where(
                       m.Order.status == OS.pending)), _l("the order is already paid or "
@@ -228,10 +292,14 @@ def confirm_online_payment(payment_number: str, provider_trade_no: str, amount_f
     if payment is None or payment.channel is Ch.transfer:
         db.session.rollback()
         return False
-    if payment.status is not PayS.pending or payment.amount_fen != int(amount_fen):
+    if payment.status not in (PayS.pending, PayS.withdrawn) \
+            or payment.amount_fen != int(amount_fen):
         db.session.rollback()
         return False
-    result = confirm_payments(actor, [payment.id], "notified", provider_trade_no)
+    # A withdrawn attempt (the unit chose another way meanwhile) was still paid: the money is
+    # real, so it pays the order if the order still waits.
+    result = confirm_payments(actor, [payment.id], "notified", provider_trade_no,
+                              (PayS.pending, PayS.withdrawn))
     if not result.done:
         db.session.rollback()
         return False

@@ -1,5 +1,6 @@
-"""How a unit gets its account and its registration for the current edition: as a new unit, as
-a returning unit that proved who it is, or afresh after every check failed (history hidden)."""
+"""How a unit gets its account and its registration for the current edition: as a new unit, or
+as a returning unit that proved who it is. Registering afresh after every check failed is a
+claim the delegation decides (app/workflow/claims.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -15,12 +16,14 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app import models as m
+from app.clock import now
 from app.codes import code_store
 from app.extensions import db
 from app.formatting import mask_email, mask_mobile
 from app.security import UNIT, Actor
 from app.validation import ValidationFailed, normalise_mobile, normalise_uscc
-from app.workflow.audit import record
+from app.workflow.audit import record, record_many
+from app.workflow.claim_notices import decision_notices
 from app.workflow.editions import current_edition, require_delegation_window
 from app.workflow.errors import WorkflowError
 from app.workflow.notices import Notice, create_notices, enqueue_sends, render
@@ -104,7 +107,7 @@ def _contact(data: NewUnit) -> tuple[str, str]:
     return mobile, email
 
 
-def _unit_user(unit: m.Unit) -> m.User | None:
+def unit_user(unit: m.Unit) -> m.User | None:
     return db.session.scalars(sa.select(m.User).where(m.User.unit_id == unit.id)).first()
 
 
@@ -114,13 +117,21 @@ def _registration_in(edition: m.Edition, unit: m.Unit) -> m.UnitRegistration | N
         m.UnitRegistration.unit_id == unit.id)).one_or_none()
 
 
-def register_unit(data: NewUnit, fresh_after_failed_checks: bool = False) -> m.User:
-    """Create the unit, its login and its draft registration for the current edition.
+@dataclass
+class CheckedUnit:
+    """A new unit's form, checked: what register_unit and claim_account both build on."""
 
-    A USCC already known from an earlier edition must prove it is the same unit (returning
-    unit); only after every check failed may it register afresh, and then it sees none of its
-    earlier editions until its delegation approves it.
-    """
+    edition: m.Edition
+    delegation: m.Delegation | None
+    sub_delegation: m.Delegation | None
+    referral: m.ReferralCode | None
+    mobile: str
+    email: str
+    uscc: str | None
+
+
+def check_new_unit(data: NewUnit) -> CheckedUnit:
+    """Every rule of the new-unit form, refused in the user's language (nothing written)."""
     edition = current_edition()
     if not (data.name or "").strip():
         raise WorkflowError(_l("Enter the unit's name."), 400)
@@ -137,82 +148,74 @@ def register_unit(data: NewUnit, fresh_after_failed_checks: bool = False) -> m.U
             uscc = normalise_uscc(data.uscc)
         except ValidationFailed as exc:
             raise WorkflowError(exc.message, 400) from None
+    return CheckedUnit(edition, delegation, sub, referral, mobile, email, uscc)
 
+
+def register_unit(data: NewUnit) -> m.User:
+    """Create the unit, its login and its draft registration for the current edition.
+
+    A USCC already known from an earlier edition must prove it is the same unit (returning
+    unit); if every check fails it may only ask to register afresh (claims.claim_account).
+    """
+    checked = check_new_unit(data)
+    edition, uscc = checked.edition, checked.uscc
     unit = db.session.scalars(sa.select(m.Unit).where(m.Unit.uscc == uscc)).one_or_none() \
         if uscc else None
-    sm = current_app.appbuilder.sm
     if unit is not None:
         if _registration_in(edition, unit) is not None:
             raise WorkflowError(_l("This unit has already registered for this edition. Log in "
                                    "with its credit code."), 409)
-        if not fresh_after_failed_checks:
-            raise WorkflowError(_l("This credit code registered for an earlier edition. Choose "
-                                   "\"I registered for an earlier edition\" to carry your data "
-                                   "forward."), 409)
-        user = _unit_user(unit)
-        user.password = _hash(data.password)
-        notice_ids = _warn_old_contacts(unit)
-        action = "register_afresh"
+        raise WorkflowError(_l("This credit code registered for an earlier edition. Choose "
+                               "\"I registered for an earlier edition\" to carry your data "
+                               "forward."), 409)
+    if uscc is None:
+        number = reserve("overseas_login", 1)[0]
+        login = f"OS{edition.start_date.year}{number:06d}"
     else:
-        if uscc is None:
-            number = reserve("overseas_login", 1)[0]
-            login = f"OS{edition.start_date.year}{number:06d}"
-        else:
-            login = uscc
-        unit = m.Unit(login=login, uscc=uscc, name=data.name.strip(), region=data.region,
-                      category=data.category)
-        db.session.add(unit)
-        db.session.flush()
-        # Not sm.add_user: it commits on its own, and the account must be created in the same
-        # transaction as the unit and its registration.
-        user = m.User(username=login, first_name=data.name.strip()[:64], last_name="",
-                      email=f"{login.lower()}@units.ciie.invalid", active=True,
-                      password=_hash(data.password), unit_id=unit.id)
-        user.roles = [sm.find_role(UNIT)]
-        db.session.add(user)
-        notice_ids = []
-        action = "register"
-    unit.name, unit.name_en = data.name.strip(), (data.name_en or "").strip() or None
-    unit.region, unit.category, unit.mobile, unit.email = data.region, data.category, mobile, \
-        email
-    unit.language = "en" if data.region is m.Region.overseas else "zh"
-    registration = m.UnitRegistration(
-        edition_id=edition.id, unit_id=unit.id, status=m.UnitStatus.draft,
-        delegation_id=delegation.id if delegation else None,
-        sub_delegation_id=sub.id if sub else None,
-        referral_code_id=referral.id if referral else None, contact_mobile=mobile,
-        contact_email=email, history_hidden=unit is not None and action == "register_afresh")
-    db.session.add(registration)
+        login = uscc
+    name = data.name.strip()
+    unit = m.Unit(login=login, uscc=uscc, name=name, name_en=(data.name_en or "").strip() or None,
+                  region=data.region, category=data.category, mobile=checked.mobile,
+                  email=checked.email,
+                  language="en" if data.region is m.Region.overseas else "zh")
+    db.session.add(unit)
+    db.session.flush()
+    # Not sm.add_user: it commits on its own, and the account must be created in the same
+    # transaction as the unit and its registration.
+    user = m.User(username=login, first_name=name[:64], last_name="",
+                  email=f"{login.lower()}@units.ciie.invalid", active=True,
+                  password=hash_password(data.password), unit_id=unit.id)
+    user.roles = [current_app.appbuilder.sm.find_role(UNIT)]
+    db.session.add(user)
     db.session.flush()
     actor = Actor(user_id=user.id, name=user.username, roles=frozenset({UNIT}), unit_id=unit.id)
-    record(actor, "unit", unit.id, action)
-    record(actor, "unit_registration", registration.id, "create", to_state=m.UnitStatus.draft,
-           detail={"referral_code": referral.code if referral else None})
+    record(actor, "unit", unit.id, "register")
+    open_registration(actor, unit, checked.delegation, checked.sub_delegation, checked.referral,
+                      checked.mobile, checked.email, history_hidden=False)
     db.session.commit()
-    enqueue_sends(notice_ids)
     return user
 
 
-def _hash(password: str) -> str:
+def open_registration(actor: Actor, unit: m.Unit, delegation: m.Delegation | None,
+                      sub: m.Delegation | None, referral: m.ReferralCode | None, mobile: str,
+                      email: str, history_hidden: bool) -> m.UnitRegistration:
+    """The unit's draft registration for the current edition, audited (caller commits)."""
+    registration = m.UnitRegistration(
+        edition_id=current_edition().id, unit_id=unit.id, status=m.UnitStatus.draft,
+        delegation_id=delegation.id if delegation else None,
+        sub_delegation_id=sub.id if sub else None,
+        referral_code_id=referral.id if referral else None, contact_mobile=mobile,
+        contact_email=email, history_hidden=history_hidden)
+    db.session.add(registration)
+    db.session.flush()
+    record(actor, "unit_registration", registration.id, "create", to_state=m.UnitStatus.draft,
+           detail={"referral_code": referral.code if referral else None})
+    return registration
+
+
+def hash_password(password: str) -> str:
     return generate_password_hash(password,
                                   method=current_app.config["FAB_PASSWORD_HASH_METHOD"])
-
-
-def _warn_old_contacts(unit: m.Unit) -> list[int]:
-    """Notices to the contacts on file that the account was registered afresh."""
-    def text():
-        return (_("Your CIIE account was registered afresh"),
-                _("The CIIE account of %(unit)s was registered afresh after the earlier-edition "
-                  "checks failed. If this was not you, contact your trading delegation.",
-                  unit=unit.name))
-
-    subject, body = render(unit.language, text)
-    stamp = secrets.token_hex(4)
-    notices = [Notice(f"afresh:{unit.id}:{stamp}:{channel.value}", channel, unit.id, to,
-                      unit.language, subject, body)
-               for channel, to in ((m.NotificationChannel.email, unit.email),
-                                   (m.NotificationChannel.sms, unit.mobile)) if to]
-    return create_notices(notices)
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +314,7 @@ def check_password(login: str, password: str) -> m.Unit:
     unit = returning_unit(login)
     if method_exhausted("password", unit):
         raise WorkflowError(_l("Too many wrong passwords. Try another way."), 429)
-    user = _unit_user(unit)
+    user = unit_user(unit)
     if user is None or not user.password or not check_password_hash(user.password,
                                                                      password or ""):
         left = _fail("password", unit)
@@ -347,12 +350,35 @@ def carry_forward(unit: m.Unit, method: str) -> m.User:
     registration.zones = list(previous.zones)
     db.session.add(registration)
     db.session.flush()
-    user = _unit_user(unit)
+    user = unit_user(unit)
     actor = Actor(user_id=user.id, name=user.username, roles=frozenset({UNIT}), unit_id=unit.id)
     record(actor, "unit_registration", registration.id, "carry_forward",
            to_state=m.UnitStatus.draft, detail={"from": previous.id, "verified_by": method})
+    clear_codes(unit.id)
+    notice_ids = withdraw_claims_of(actor, unit.id)
+    db.session.commit()
+    enqueue_sends(notice_ids)
+    return user
+
+
+def clear_codes(unit_id: int) -> None:
+    """Forget the unit's one-time codes and failed tries (it proved who it is)."""
     for kind in ("tries", "code", "resend"):
         for each in METHODS:
-            code_store().delete(_key(kind, each, unit.id))
-    db.session.commit()
-    return user
+            code_store().delete(_key(kind, each, unit_id))
+
+
+def withdraw_claims_of(actor: Actor, unit_id: int) -> list[int]:
+    """The unit proved its identity: a claim to register it afresh is moot, and its claimant is
+    told. Returns the notices to send after the caller's commit."""
+    AC = m.AccountClaim
+    rows = db.session.scalars(sa.update(AC).where(AC.unit_id == unit_id,
+                                                  AC.status == m.ClaimStatus.pending)
+                              .values(status=m.ClaimStatus.withdrawn, decided_at=now())
+                              .returning(AC.id)).all()
+    if not rows:
+        return []
+    record_many(actor, "account_claim", [(rid, m.ClaimStatus.pending) for rid in rows],
+                "withdraw", m.ClaimStatus.withdrawn, "identity proven")
+    claims = db.session.scalars(sa.select(AC).where(AC.id.in_(rows))).all()
+    return create_notices([n for claim in claims for n in decision_notices(claim)])

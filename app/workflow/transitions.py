@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
+from app.formatting import fmt_datetime
 from app.security import WRITE, Actor, scoped
 from app.workflow.audit import record_many
 from app.workflow.errors import BatchResult
@@ -25,6 +26,28 @@ def wrong_state(status: Any) -> Any:
     return _l("not possible while the status is \"%(status)s\"", status=status.label)
 
 
+def moved_by(status: Any, who: str, at: Any) -> Any:
+    """The refusal a race's loser reads: what the row became meanwhile, by whom and when."""
+    return _l("not possible while the status is \"%(status)s\" (made so by %(who)s, "
+              "%(when)s)", status=status.label, who=who, when=fmt_datetime(at))
+
+
+def last_moves(record_type: str, ids: Iterable[int]) -> dict[int, tuple[str, Any, Any]]:
+    """The latest audited move of each record: {id: (who, to_state, when)}, in one query."""
+    from app import models as m
+
+    ids = list(ids)
+    if not ids:
+        return {}
+    A = m.AuditEvent
+    latest = sa.select(sa.func.max(A.id)).where(
+        A.record_type == record_type, A.record_id.in_(ids), A.to_state.is_not(None)
+    ).group_by(A.record_id)
+    rows = db.session.execute(sa.select(A.record_id, A.actor_name, A.to_state, A.at)
+                              .where(A.id.in_(latest))).all()
+    return {r.record_id: (r.actor_name, r.to_state, r.at) for r in rows}
+
+
 def select_movable(actor: Actor, model: type, id_select: sa.Select, from_states: tuple,
                    label: Any, checks: Sequence[Check] = (),
                    extra: Sequence[Any] = ()) -> tuple[BatchResult, dict[int, Any]]:
@@ -39,9 +62,15 @@ def select_movable(actor: Actor, model: type, id_select: sa.Select, from_states:
     )).all()
     result = BatchResult()
     movable: dict[int, Any] = {}
+    wrong = [row.id for row in rows if row.status not in from_states]
+    moves = last_moves(model.__tablename__, wrong) if wrong else {}
     for row in rows:
         if row.status not in from_states:
-            result.refuse(row.id, row.label, wrong_state(row.status))
+            who, state, at = moves.get(row.id, (None, None, None))
+            # Say who made it so when the audit trail knows (a race lost a moment ago).
+            result.refuse(row.id, row.label, moved_by(row.status, who, at)
+                          if state == getattr(row.status, "value", row.status) and who
+                          else wrong_state(row.status))
             continue
         failed = next((checks[i][1] for i in range(len(checks)) if not row[3 + i]), None)
         if failed is not None:
@@ -60,6 +89,22 @@ def guarded_update(actor: Actor, model: type, id_select: sa.Select, from_states:
                                *(cond for cond, _reason in checks)),
         model, actor, WRITE,
     ).execution_options(synchronize_session=False)
+
+
+def report_lost_race(result: BatchResult, model: type, record_type: str,
+                     rows: dict[int, Any]) -> None:
+    """Refuse the rows another request moved between our read and our update, naming the move
+    that won (from the audit trail, committed by the time our guarded UPDATE returned)."""
+    moves = last_moves(record_type, rows)
+    current = dict(db.session.execute(sa.select(model.id, model.status)
+                                      .where(model.id.in_(list(rows)))).tuples().all())
+    for rid, row in rows.items():
+        status = current.get(rid, row.status)
+        if rid in moves:
+            who, _state, at = moves[rid]
+            result.refuse(rid, row.label, moved_by(status, who, at))
+        else:
+            result.refuse(rid, row.label, wrong_state(status))
 
 
 def move(actor: Actor, model: type, ids: Iterable[int] | sa.Select, *, action: str,
@@ -88,6 +133,11 @@ def move(actor: Actor, model: type, ids: Iterable[int] | sa.Select, *, action: s
         done = [(rid, movable[rid].status) for rid in updated if rid in movable]
         record_many(actor, record_type or model.__tablename__, done, action, to_state, reason)
         result.done = [rid for rid, _status in done]
+        lost = [rid for rid in movable if rid not in set(updated)]
+        if lost:
+            # Read movable, but another request moved them first: say what it did.
+            report_lost_race(result, model, record_type or model.__tablename__,
+                             {rid: movable[rid] for rid in lost})
     if commit:
         db.session.commit()
     return result
