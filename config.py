@@ -62,11 +62,19 @@ class Config:
     # Batches larger than this run as background tasks (with a progress page) when Redis is on.
     BATCH_INLINE_MAX = int(_env("BATCH_INLINE_MAX", "2000"))
     TASK_TIMEOUT = int(_env("TASK_TIMEOUT", "3600"))
+    # A running task writes a heartbeat this often; one silent for TASK_HEARTBEAT_TIMEOUT
+    # seconds lost its worker (killed, machine gone) and is marked failed, to be run again.
+    TASK_HEARTBEAT_INTERVAL = int(_env("TASK_HEARTBEAT_INTERVAL", "10"))
+    TASK_HEARTBEAT_TIMEOUT = int(_env("TASK_HEARTBEAT_TIMEOUT", "60"))
+    # Seconds between the retries of a failed e-mail or SMS (rq's scheduler fires them).
+    NOTIFY_RETRY_INTERVALS = _env("NOTIFY_RETRY_INTERVALS", "10,60,300,900")
     # Lists count their rows up to this many (as many as a batch that runs inline); past it
     # they say "more than …": an exact count of 100,000 rows would cost every page view more
     # than the page itself (bench/README.md). Actions on all matching rows count exactly.
     LIST_COUNT_LIMIT = int(_env("LIST_COUNT_LIMIT", "2000"))
     RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", REDIS_URL or "memory://")
+    # Redis down must not lock everyone out: the limiter counts in memory until it is back.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
 
     # i18n: zh is the default; the navbar switches between the two.
     BABEL_DEFAULT_LOCALE = "zh"
@@ -261,10 +269,11 @@ CIIE_ROLES = {
         (r"^FinanceRefunds$", r"^(can_(list|show)|approve_refunds|execute_refunds|"
                               r"complete_refunds|reject_refunds)$"),
         (r"^Reconciliation$", r"^can_show$"),
+        (r"^FinanceNotifications$", r"^(can_(list|show)|resend_notifications)$"),
         (r"^FinanceInvoices$", r"^(can_(list|show|download|issue|mail)|issue_paper|mail_paper|"
                                r"reject_invoices|confirm_returned|regenerate_e_invoices)$"),
         (r"^(Finance|Finance orders|Payments|Bank transfers|Bank statements|Finance refunds|"
-         r"Finance invoices|Reconciliation)$", r"^menu_access$"),
+         r"Finance invoices|Reconciliation|Failed notifications)$", r"^menu_access$"),
     ],
     "reviewer": _SELF_SERVICE + [
         (r"^ReviewQueue$", r"^(can_(list|show)|pass_review|fail_review_\w+)$"),

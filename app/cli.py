@@ -1,7 +1,9 @@
-"""CLI: `flask ciie init` (permissions and roles), `flask ciie demo`, `flask ciie worker`."""
+"""CLI: `flask ciie init` (permissions and roles), `flask ciie demo`, `flask ciie worker`,
+`flask ciie sweep`."""
 from __future__ import annotations
 
 import re
+import time
 
 import click
 from flask import Flask, current_app
@@ -66,7 +68,9 @@ def demo_command() -> None:
 @ciie.command("worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 def worker_command(burst: bool) -> None:
-    """Run an rq worker for this app's queue (needs REDIS_URL)."""
+    """Run an rq worker for this app's queue (needs REDIS_URL), with rq's scheduler: it fires
+    the retries of failed sends and of refunds the provider has not settled (one worker at a
+    time holds the scheduler's lock; the others just work)."""
     from rq import SimpleWorker
 
     from app.extensions import queue
@@ -74,7 +78,35 @@ def worker_command(burst: bool) -> None:
     if queue.queue is None:
         raise click.ClickException("REDIS_URL is not set: jobs run inline, no worker needed.")
     worker = SimpleWorker([queue.queue], connection=queue.redis)
-    worker.work(burst=burst, with_scheduler=False)
+    worker.work(burst=burst, with_scheduler=True)
+
+
+@ciie.command("sweep")
+@click.option("--every", type=int, default=0,
+              help="Sweep again every this many seconds (default: once, for a timer).")
+def sweep_command(every: int) -> None:
+    """Enqueue the work still waiting in the database (Redis was down when it was saved) and
+    mark failed the tasks whose worker died (needs REDIS_URL)."""
+    from app.extensions import queue
+    from app.queue import QueueUnavailable
+    from app.sweeper import sweep
+
+    if queue.queue is None:
+        raise click.ClickException("REDIS_URL is not set: jobs run inline, nothing to sweep.")
+    while True:
+        try:
+            counts = sweep()
+        except QueueUnavailable as exc:
+            db.session.rollback()
+            if not every:
+                raise click.ClickException(f"Redis does not answer: {exc}") from exc
+            click.echo(f"Redis does not answer, will try again: {exc}", err=True)
+        else:
+            click.echo(", ".join(f"{name}: {n}" for name, n in counts.items()))
+        if not every:
+            return
+        db.session.remove()
+        time.sleep(every)
 
 
 def register_cli(app: Flask) -> None:

@@ -8,9 +8,12 @@ from flask import Flask, g, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
+from app.queue import QueueUnavailable
 from app.workflow.errors import WorkflowError
 
 
@@ -77,6 +80,17 @@ def register_error_handlers(app: Flask) -> None:
     def workflow_error(exc):
         db.session.rollback()
         return error_response(exc.status_code, str(exc.message))
+
+    # Redis (one-time codes, or a job that cannot wait in the outbox) did not answer before
+    # anything was committed: the request can simply be made again.
+    @app.errorhandler(QueueUnavailable)
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def redis_unavailable(exc):
+        app.logger.warning("Redis does not answer: %s", exc)
+        db.session.rollback()
+        return error_response(503, _("A service the system needs is not answering. Nothing "
+                                     "was changed: please try again in a few minutes."))
 
     @app.errorhandler(HTTPException)
     def http_error(exc):

@@ -1460,7 +1460,12 @@ class Notification(Model):
     """Every SMS and e-mail the system sends, with its delivery status."""
 
     __tablename__ = "notification"
-    __table_args__ = (sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),)
+    __table_args__ = (
+        sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        # The outbox: the sweeper looks for the few queued notices among all ever sent.
+        sa.Index("ix_notification_queued", "id", sqlite_where=sa.text("status = 'queued'"),
+                 postgresql_where=sa.text("status = 'queued'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # What makes a notice unique (e.g. lock batch + unit + channel): never sent twice.
@@ -1529,6 +1534,8 @@ class BackgroundTask(Model):
     file_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
     finished_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    # Written by the running job every few seconds (real time): silence means its worker died.
+    heartbeat_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
 
 
 class Counter(Model):

@@ -403,6 +403,10 @@ RULES[m.Shipment] = lambda actor, mode: _any(
 RULES[m.Notification] = lambda actor, mode: _any(
     mode == READ and actor.unit_id is not None and sa.and_(
         m.Notification.unit_id == actor.unit_id, _since(actor, m.Notification.created_at)),
+    # Finance follows and re-sends the notices to units; a one-time code is nobody's to send
+    # again (its code is gone, its row holds the redacted text).
+    actor.has(FINANCE) and sa.and_(m.Notification.unit_id.is_not(None),
+                                   m.Notification.dedupe_key.not_like("verify:%")),
 )
 RULES[m.Order] = _owned_by_unit(m.Order, finance=True, history=_order_seen)
 RULES[m.Invoice] = _owned_by_unit(m.Invoice, finance=True, history=lambda actor: (

@@ -6,12 +6,17 @@
         $('#task-status').text(state.label);
         $('#task-progress').css('width', state.percent + '%').text(state.percent + '%');
         $('#task-counts').text(t.of.replace('%(done)s', state.processed).replace('%(total)s', state.total));
+        var report = $('#task-report').empty();
+        if (state.status === 'queued') {
+            report.append($('<p class="text-muted" id="task-waiting">').text(t.queued));
+        }
         if (state.status !== 'done' && state.status !== 'failed') { return false; }
         $('#task-progress').removeClass('active');
-        var report = $('#task-report').empty();
         var result = state.result || {};
         if (state.status === 'failed') {
-            report.append($('<div class="alert alert-danger">').text(t.failed + ' ' + (result.error || '')));
+            var why = result.stalled ? t.stalled : t.failed + ' ' + (result.error || '');
+            report.append($('<div class="alert alert-danger" id="task-failed">').text(why));
+            $('#task-run-again').show();
         }
         if (result.done !== undefined) {
             report.append($('<div class="alert alert-success" id="task-done">').text(t.done.replace('%(count)s', result.done)));

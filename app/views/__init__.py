@@ -82,6 +82,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     add(finance.BankStatementView, "Bank statements", _l("Bank statements"), "fa-file-text",
         *money)
     add(finance.FinanceRefundView, "Finance refunds", _l("Refunds"), "fa-undo", *money)
+    add(finance.FinanceNotificationView, "Failed notifications", _l("Failed notifications"),
+        "fa-envelope", *money)
     add(finance.ReconciliationView, "Reconciliation", _l("Daily reconciliation"),
         "fa-balance-scale", *money)
     add(invoices.FinanceInvoiceView, "Finance invoices", _l("Invoices"), "fa-file-text",

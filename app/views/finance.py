@@ -183,6 +183,29 @@ class FinanceRefundView(ScopedModelView):
         return self.run_operation("reject_refunds", selection)
 
 
+class FinanceNotificationView(ScopedModelView):
+    """Notices to units that could not be sent (after all their retries): finance sees why
+    and sends them again once the cause is fixed."""
+
+    route_base = "/finance/notifications"
+    class_permission_name = "FinanceNotifications"
+    datamodel = ScopedInterface(m.Notification)
+    title = _l("Failed notifications")
+    base_filters = [["status", FilterEqual, m.NotificationStatus.failed]]
+    base_order = ("id", "desc")
+    list_columns = ["created_at", "unit.name", "channel", "recipient", "subject", "attempts",
+                    "last_error"]
+    show_columns = list_columns + ["body"]
+    search_columns = ["channel", "recipient", "created_at"]
+    base_permissions = ["can_list", "can_show"]
+    label_columns = {"channel": _l("Channel"), "recipient": _l("Recipient"),
+                     "last_error": _l("Last error")}
+
+    @batch_action("resend_notifications", _l("Send again"), None, "fa-paper-plane")
+    def resend_notifications(self, selection: Selection):
+        return self.run_operation("resend_notifications", selection)
+
+
 def _day(value: str | None, default: date) -> date:
     try:
         return date.fromisoformat(value) if value else default

@@ -1,19 +1,27 @@
 """The page of a background task: a progress bar while it runs, then its report or file."""
 from __future__ import annotations
 
-from flask import abort, current_app, jsonify, send_from_directory
+from flask import abort, current_app, jsonify, redirect, send_from_directory, url_for
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.security.decorators import has_access, permission_name
+from flask_babel import gettext as _
 
 from app import models as m
+from app.extensions import db
 from app.formatting import fmt_datetime
-from app.security import get_scoped
+from app.security import current_actor, get_scoped
+from app.tasks import fail_stalled_tasks, run_again
+from app.views.base import attempt
 
 
 def _task(task_id: int) -> m.BackgroundTask:
     task = get_scoped(m.BackgroundTask, task_id)
     if task is None:
         abort(404)
+    # A task whose worker died says so as soon as its heartbeat is overdue (the sweeper
+    # would mark it too, within a minute).
+    if task.status is m.TaskStatus.running and fail_stalled_tasks(task.id):
+        db.session.refresh(task)
     return task
 
 
@@ -55,3 +63,14 @@ class TaskView(BaseView):
         download = (task.result or {}).get("filename") or task.file_key
         return send_from_directory(current_app.config["UPLOAD_FOLDER"], task.file_key,
                                    as_attachment=True, download_name=download)
+
+    @expose("/<int:task_id>/run-again", methods=["POST"])
+    @has_access
+    @permission_name("show")
+    def run_again(self, task_id: int):
+        """Its owner runs a failed task again (the scope makes it the owner's alone)."""
+        task = _task(task_id)
+        if task.status is not m.TaskStatus.failed:
+            abort(409)
+        attempt(lambda: run_again(current_actor(), task.id), _("The task runs again."))
+        return redirect(url_for("TaskView.show", task_id=task.id))

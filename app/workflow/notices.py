@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import sqlalchemy as sa
+from flask import current_app
 from flask_babel import force_locale
 from rq import Retry
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,6 +17,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app import models as m
 from app.extensions import db, queue
 from app.models import utcnow
+from app.security import Actor
+from app.workflow.errors import BatchResult
+from app.workflow.transitions import move
 
 
 @dataclass
@@ -65,9 +69,16 @@ def create_notices(notices: Iterable[Notice]) -> list[int]:
     return list(db.session.scalars(stmt))
 
 
-def enqueue_sends(notification_ids: Iterable[int]) -> None:
+def send_retry() -> Retry:
+    """Back-off between the tries of a failed send (NOTIFY_RETRY_INTERVALS, in seconds)."""
+    intervals = [int(s) for s in current_app.config["NOTIFY_RETRY_INTERVALS"].split(",")]
+    return Retry(max=len(intervals), interval=intervals)
+
+
+def enqueue_sends(notification_ids: Iterable[int], outbox: bool = True) -> None:
     """After the commit: one job per notification, retried with back-off on failure (queued
-    in pipelines: a lock over thousands of units costs a few round trips to Redis)."""
+    in pipelines: a lock over thousands of units costs a few round trips to Redis). The rows
+    are the outbox: if Redis does not answer, the sweeper enqueues them later."""
     from app.jobs import send_notification
 
     ids = list(notification_ids)
@@ -75,11 +86,21 @@ def enqueue_sends(notification_ids: Iterable[int]) -> None:
         for nid in ids:
             try:
                 send_notification(nid)
-            except Exception:  # recorded on the row; an operator can retry from the log view
+            except Exception:  # recorded on the row; finance can send it again
                 db.session.rollback()
         return
     queue.enqueue_many(send_notification, [((nid,), f"notify-{nid}") for nid in ids],
-                       retry=Retry(max=4, interval=[10, 60, 300, 900]))
+                       outbox=outbox, retry=send_retry())
+
+
+def resend_notifications(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
+    """Finance sends failed notices again: back to queued (audited), then a job sends each;
+    its attempts keep counting. A sent notice is never sent again (wrong state)."""
+    result = move(actor, m.Notification, ids, action="resend",
+                  from_states=[m.NotificationStatus.failed],
+                  to_state=m.NotificationStatus.queued, label=m.Notification.recipient)
+    enqueue_sends(result.done)
+    return result
 
 
 def unit_decision_notices(registration_ids: list[int], decision: m.UnitStatus) -> list[Notice]:

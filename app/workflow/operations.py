@@ -7,7 +7,17 @@ from typing import Any, Callable
 from app import models as m
 from app.security import Actor
 from app.tasks import operation
-from app.workflow import badges, claims, locking, payments, persons, refunds, review, units
+from app.workflow import (
+    badges,
+    claims,
+    locking,
+    notices,
+    payments,
+    persons,
+    refunds,
+    review,
+    units,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -71,6 +81,11 @@ def confirm_transfers(actor: Actor, params: dict, progress: Progress) -> Any:
 @operation("reject_transfers")
 def reject_transfers(actor: Actor, params: dict, progress: Progress) -> Any:
     return payments.reject_transfers(actor, params["ids"], params.get("reason"))
+
+
+@operation("resend_notifications")
+def resend_notifications(actor: Actor, params: dict, progress: Progress) -> Any:
+    return notices.resend_notifications(actor, params["ids"])
 
 
 @operation("approve_refunds")

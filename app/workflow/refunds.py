@@ -158,16 +158,22 @@ def execute_refunds(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult
                   label=m.Refund.number)
     online = list(db.session.scalars(sa.select(m.Refund.id).join(m.Payment).where(
         m.Refund.id.in_(result.done), m.Payment.channel.in_(ONLINE))))
-    from app.jobs import send_refund
-
     for refund_id in online:
         try:
-            queue.enqueue(send_refund, refund_id, job_id=f"refund-{refund_id}",
-                          retry=Retry(max=8, interval=[30, 60, 300, 900, 1800, 3600]))
+            enqueue_refund(refund_id)
         except Exception:  # inline (no Redis): the refund stays sent; finance executes again
             db.session.rollback()
             log.warning("refund %s not settled yet", refund_id, exc_info=True)
     return result
+
+
+def enqueue_refund(refund_id: int, outbox: bool = True) -> None:
+    """Ask the provider to refund, again until it settles (rq's scheduler fires the retries).
+    A sent refund is the outbox: if Redis does not answer, the sweeper enqueues it later."""
+    from app.jobs import send_refund
+
+    queue.enqueue(send_refund, refund_id, job_id=f"refund-{refund_id}", outbox=outbox,
+                  retry=Retry(max=8, interval=[30, 60, 300, 900, 1800, 3600]))
 
 
 def complete_refunds(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:

@@ -280,10 +280,19 @@ def send_code(method: str, login: str) -> str:
     db.session.commit()
     from app.extensions import queue
     from app.jobs import send_verification_code
+    from app.queue import QueueUnavailable
 
-    # The code travels only in the job's arguments; the log keeps the redacted text.
-    queue.enqueue(send_verification_code, notification_id, code,
-                  job_id=f"verify-{notification_id}", result_ttl=0, failure_ttl=CODE_TTL)
+    # The code travels only in the job's arguments; the log keeps the redacted text. So it
+    # cannot wait in the outbox: without Redis nothing is left behind and the unit tries again.
+    try:
+        queue.enqueue(send_verification_code, notification_id, code,
+                      job_id=f"verify-{notification_id}", result_ttl=0, failure_ttl=CODE_TTL)
+    except QueueUnavailable:
+        db.session.execute(sa.delete(m.Notification).where(m.Notification.id == notification_id))
+        db.session.commit()
+        for kind in ("code", "resend"):
+            store.delete(_key(kind, method, unit.id))
+        raise
     return mask_mobile(destination) if method == "sms" else mask_email(destination)
 
 

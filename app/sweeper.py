@@ -1,0 +1,85 @@
+"""The outbox sweeper (`flask ciie sweep`, run by a timer): work committed to the database whose
+job is not in Redis (Redis did not answer when it was committed, or lost its data) is enqueued
+again, and tasks whose worker died are marked failed. Jobs are idempotent and claim their row,
+so a job enqueued twice still does its work, and sends its message, once."""
+from __future__ import annotations
+
+from typing import Callable
+
+import sqlalchemy as sa
+
+from app import models as m
+from app.extensions import db, queue
+from app.jobs import make_invoice_pdf
+from app.queue import PIPELINE_SIZE, REDIS_ERRORS, QueueUnavailable
+from app.tasks import enqueue_task, fail_stalled_tasks
+from app.workflow.notices import enqueue_sends
+from app.workflow.refunds import ONLINE, enqueue_refund
+
+# rq job states in which the job will still run: anything else (no job, finished, failed,
+# stopped, cancelled) leaves its row to the sweeper.
+LIVE_JOB_STATES = {"queued", "started", "scheduled", "deferred"}
+
+
+def _without_live_job(ids: list[int], job_id: Callable[[int], str]) -> list[int]:
+    """The ids among `ids` that Redis holds no live job for (one pipeline per batch)."""
+    from rq.job import Job
+
+    waiting = []
+    try:
+        for start in range(0, len(ids), PIPELINE_SIZE):
+            batch = ids[start:start + PIPELINE_SIZE]
+            pipe = queue.redis.pipeline(transaction=False)
+            for each in batch:
+                pipe.hget(Job.key_for(job_id(each)), "status")
+            for each, status in zip(batch, pipe.execute(), strict=True):
+                if status is None or status.decode() not in LIVE_JOB_STATES:
+                    waiting.append(each)
+    except REDIS_ERRORS as exc:
+        raise QueueUnavailable(str(exc)) from exc
+    return waiting
+
+
+def sweep() -> dict[str, int]:
+    """One pass; returns how many rows of each kind were enqueued (or tasks marked failed).
+    Raises QueueUnavailable while Redis still does not answer."""
+    N, BT, Inv, R = m.Notification, m.BackgroundTask, m.Invoice, m.Refund
+    counts = {"stalled tasks": fail_stalled_tasks()}
+
+    # One-time codes travel only in their job's arguments: a lost one cannot be sent again.
+    notices = _without_live_job(list(db.session.scalars(
+        sa.select(N.id).where(N.status == m.NotificationStatus.queued,
+                              N.dedupe_key.not_like("verify:%")).order_by(N.id))),
+        lambda i: f"notify-{i}")
+    enqueue_sends(notices, outbox=False)
+    counts["notifications"] = len(notices)
+
+    tasks = _without_live_job(list(db.session.scalars(
+        sa.select(BT.id).where(BT.status == m.TaskStatus.queued).order_by(BT.id))),
+        lambda i: f"task-{i}")
+    for task_id in tasks:
+        enqueue_task(task_id, outbox=False)
+    counts["tasks"] = len(tasks)
+
+    # E-invoices waiting for their PDF: a requested original, or an issued reversal.
+    invoices = _without_live_job(list(db.session.scalars(
+        sa.select(Inv.id).where(Inv.kind == m.InvoiceKind.e_normal, Inv.pdf_key.is_(None),
+                                sa.or_(sa.and_(Inv.reversal_of_id.is_(None),
+                                               Inv.status == m.InvoiceStatus.requested),
+                                       sa.and_(Inv.reversal_of_id.is_not(None),
+                                               Inv.status == m.InvoiceStatus.issued)))
+        .order_by(Inv.id))), lambda i: f"invoice-pdf-{i}")
+    for invoice_id in invoices:
+        queue.enqueue(make_invoice_pdf, invoice_id, job_id=f"invoice-pdf-{invoice_id}")
+    counts["invoices"] = len(invoices)
+
+    # Online refunds sent to their provider and not settled: ask again.
+    refunds = _without_live_job(list(db.session.scalars(
+        sa.select(R.id).join(m.Payment).where(R.status == m.RefundStatus.sent,
+                                              m.Payment.channel.in_(ONLINE)).order_by(R.id))),
+        lambda i: f"refund-{i}")
+    for refund_id in refunds:
+        enqueue_refund(refund_id, outbox=False)
+    counts["refunds"] = len(refunds)
+    db.session.rollback()
+    return counts
