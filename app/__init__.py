@@ -75,5 +75,9 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
 
     register_cli(app)
     register_error_handlers(app)
+    from app.input_checks import register_input_checks
+    from app.views.labels import COLUMN_LABELS
+
+    register_input_checks(app, COLUMN_LABELS)
     register_template_helpers(app)
     return app

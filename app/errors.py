@@ -38,7 +38,7 @@ def status_message(status: int) -> str:
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or (
+    return request.path.startswith("/api/") or request.is_json or (
         request.accept_mimetypes.best == "application/json")
 
 

@@ -33,6 +33,7 @@ from flask_appbuilder.actions import action as fab_action
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.fields import EnumField
 from flask_appbuilder.fieldwidgets import DateTimePickerWidget
+from flask_appbuilder.models.filters import Filters
 from flask_appbuilder.models.sqla import filters as fab_filters
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access, permission_name
@@ -42,7 +43,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import RelationshipProperty, joinedload
+from sqlalchemy.orm import RelationshipProperty, aliased, joinedload
 from wtforms import DateTimeField
 from wtforms.fields.core import UnboundField
 from wtforms.widgets import html_params
@@ -51,10 +52,12 @@ from app import models as m
 from app.clock import SHANGHAI
 from app.extensions import db, queue
 from app.formatting import fmt_money, fmt_value
+from app.input_checks import field_label
 from app.security import current_actor, get_scoped, row_id, scoped, write_scope
 from app.views.labels import COLUMN_LABELS
 from app.workflow import BatchResult, WorkflowError
 from app.workflow.audit import record
+from app.workflow.errors import InputRefused
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +194,77 @@ def _through_exists(filter_class: type) -> type:
     return type(f"Exists{filter_class.__name__}", (filter_class,), {"apply": apply})
 
 
+def _not_a_value(column: str, value: Any) -> InputRefused:
+    return InputRefused(_l("Check \"%(field)s\": \"%(value)s\" is not one of its values.",
+                           field=field_label(column), value=str(value)[:40]))
+
+
+_BOOLEANS = {"y": True, "yes": True, "true": True, "1": True, "on": True,
+             "n": False, "no": False, "false": False, "0": False, "off": False}
+
+
+def _checked_filter_value(flt: fab_filters.BaseFilter, value: Any) -> Any:
+    """The search value as its column holds it, or refused naming the field: FAB hands it to
+    SQL as it comes (an unknown enum value, a number past the column's range, a non-date or
+    any text for a yes/no column is a database error there, a 500) or silently searches for
+    NULL instead."""
+    if isinstance(flt, (FilterEmpty, fab_filters.FilterRelation)):
+        return value   # ignored, or looked up as a row id (an unknown one finds no row)
+    column, datamodel = flt.column_name, flt.datamodel
+    sql_type = getattr(datamodel.list_columns.get(column), "type", None)
+    if isinstance(sql_type, sa.types.TypeDecorator):
+        sql_type = sql_type.impl   # AwareDateTime is a DateTime
+    if isinstance(sql_type, sa.Boolean) and not isinstance(value, list):
+        if str(value).lower() not in _BOOLEANS:
+            raise _not_a_value(column, value)
+        return _BOOLEANS[str(value).lower()]
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, (str, int, float)):
+            raise _not_a_value(column, item)
+        if item == "" and isinstance(sql_type, (sa.Integer, sa.Date, sa.DateTime)):
+            continue   # FAB reads an empty number or date as "is empty" (statistics link so)
+        if isinstance(sql_type, sa.Enum):
+            if str(item) not in (sql_type.enum_class.__members__ if sql_type.enum_class
+                                 else sql_type.enums):
+                raise _not_a_value(column, item)
+        elif isinstance(sql_type, sa.Integer):
+            bits = 64 if isinstance(sql_type, sa.BigInteger) else 32
+            low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+            if not (re.fullmatch(r"-?[0-9]{1,19}", str(item)) and low <= int(item) <= high):
+                raise InputRefused(_l("Check \"%(field)s\": enter a whole number from "
+                                      "%(low)d to %(high)d.", field=field_label(column),
+                                      low=low, high=high))
+        elif isinstance(sql_type, (sa.Date, sa.DateTime)) and not _is_date(item):
+            raise InputRefused(_l("Check \"%(field)s\": enter a date, or a date and time, "
+                                  "such as 2022-11-05 or 2022-11-05 09:00.",
+                                  field=field_label(column)))
+        elif isinstance(sql_type, sa.String) and not isinstance(item, str):
+            raise _not_a_value(column, item)
+    return value
+
+
+def _is_date(text: Any) -> bool:
+    try:
+        dateutil_parser.parse(text)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+@functools.cache
+def _checked(filter_class: type) -> type:
+    """FAB's filter, refusing values its column cannot hold (see _checked_filter_value)."""
+
+    def apply(self: Any, query: Any, value: Any) -> Any:
+        return filter_class.apply(self, query, _checked_filter_value(self, value))
+
+    return type(f"Checked{filter_class.__name__}", (filter_class,), {"apply": apply})
+
+
 class ScopedFilterConverter(fab_filters.SQLAFilterConverter):
     """FAB's filters, with timestamps read in Beijing time; optional enums can be searched
-    for "is empty", and reference columns (another table's id) by equality only."""
+    for "is empty", and reference columns (another table's id) by equality only. Every
+    search value is checked against its column first."""
 
     # New tests go first (the first matching test wins) so FAB's own indexes stay as they are.
     conversion_table = (
@@ -205,10 +276,23 @@ class ScopedFilterConverter(fab_filters.SQLAFilterConverter):
     )
 
     def convert(self, col_name: str) -> Any:
-        filters = super().convert(col_name)
-        if filters and self.datamodel._is_expression(col_name):
-            return [_through_exists(type(f))(col_name, self.datamodel) for f in filters]
-        return filters
+        filters = super().convert(col_name) or []
+        if self.datamodel._is_expression(col_name):
+            filters = [_through_exists(type(f))(col_name, self.datamodel) for f in filters]
+        return [_checked(type(f))(col_name, self.datamodel) for f in filters]
+
+
+class CheckedFilters(Filters):
+    """A list's search filters: a filter index the column does not offer (`_flt_9_status`)
+    is refused naming the field; FAB indexes its list with it (an IndexError, a 500)."""
+
+    def add_filter_index(self, column_name: str, filter_instance_index: int,
+                         value: Any) -> None:
+        offered = self._all_filters.get(column_name)
+        if offered is not None and not 0 <= filter_instance_index < len(offered):
+            raise InputRefused(_l("Check \"%(field)s\": this list cannot be filtered by it.",
+                                  field=field_label(column_name)))
+        super().add_filter_index(column_name, filter_instance_index, value)
 
 
 class MoreThan(int):
@@ -252,6 +336,34 @@ class ScopedInterface(SQLAInterface):
         ids = inner.with_entities(self.obj.id).order_by(None).limit(limit + 1).subquery()
         count = db.session.scalar(sa.select(sa.func.count()).select_from(ids))
         return MoreThan(limit) if count > limit else count
+
+    def apply_order_by(self, query: Any, order_column: str, order_direction: str,
+                       aliases_mapping: dict | None = None, bypass_many_to_many: bool = False,
+                       add_pk: bool = False) -> Any:
+        """Sort by a column of a related row, however deep (`order.unit.name`): FAB joins
+        only the first relation and then reads the leaf off it (a 500), and skips its join
+        when a search filter already mentions the table (then the filter's EXISTS loses its
+        FROM). Each relation on the path is joined here under its own alias."""
+        if "." not in order_column:
+            return super().apply_order_by(query, order_column, order_direction,
+                                          aliases_mapping, bypass_many_to_many, add_pk)
+        *path, leaf = order_column.split(".")
+        target: Any = self.obj
+        for name in path:
+            relation = sa.inspect(target).mapper.relationships.get(name)
+            if relation is None or relation.uselist:
+                return query   # not a column this list can sort by (FAB skips these too)
+            alias = aliased(relation.mapper.class_)
+            query = query.outerjoin(getattr(target, name).of_type(alias))
+            target = alias
+        direction = sa.asc if order_direction == "asc" else sa.desc
+        return query.order_by(direction(getattr(target, leaf)), direction(self.obj.id))
+
+    def get_filters(self, search_columns: Any = None, search_filters: Any = None
+                    ) -> CheckedFilters:
+        return CheckedFilters(self.filter_converter_class, self,
+                              search_columns=search_columns or [],
+                              search_filters=search_filters)
 
     def get(self, id: Any, *args: Any, **kwargs: Any) -> Any:
         # A tampered id the column cannot hold is not found, like any other unknown id.
@@ -344,6 +456,8 @@ def attempt(call: Callable[[], Any], success: str | None = None) -> bool:
     (a 404 refusal aborts with 404); on success flash `success`."""
     try:
         call()
+    except InputRefused:
+        raise   # the whole request is refused with its 400 (app.errors), not just flashed
     except WorkflowError as exc:
         db.session.rollback()
         if exc.status_code == 404:
@@ -493,6 +607,8 @@ class ScopedModelView(ModelView):
             record(current_actor(), self.record_type, item.id, "create" if created else "update",
                    detail={"changes": changes})
             db.session.commit()
+        except InputRefused:
+            raise
         except WorkflowError as exc:
             db.session.rollback()
             flash(str(exc.message), "danger")
@@ -642,6 +758,8 @@ class ScopedModelView(ModelView):
             selection = build()
             try:
                 result = action.func(selection)
+            except InputRefused:
+                raise
             except WorkflowError as exc:
                 db.session.rollback()
                 flash(str(exc.message), "danger")

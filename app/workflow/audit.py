@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from app import models as m
 from app.clock import now
 from app.extensions import db
+from app.input_checks import check_lengths
 from app.security import Actor
 
 
@@ -30,6 +31,8 @@ def record_many(actor: Actor, record_type: str, rows: Iterable[tuple[int, Any]],
                 to_state: Any = None, reason: str | None = None,
                 detail: dict | None = None) -> int:
     """One audit row per record, written in a single INSERT (rows: (record_id, from_state))."""
+    # A bulk INSERT passes no flush: a reason longer than its column is refused here.
+    check_lengths(m.AuditEvent, {"reason": reason})
     at = now()
     values = [
         {"at": at, "actor_id": actor.user_id, "actor_name": actor.name,

@@ -17,6 +17,14 @@ class WorkflowError(Exception):
             self.status_code = status_code
 
 
+class InputRefused(WorkflowError):
+    """Input that cannot be read or stored as sent (control characters, text longer than its
+    column, a value its field cannot take). The whole request is refused with this 400, which
+    names the field, even where other refusals are only flashed: nothing was changed."""
+
+    status_code = 400
+
+
 @dataclass
 class Refusal:
     record_id: int

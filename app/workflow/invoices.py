@@ -401,8 +401,8 @@ def reject_requests(actor: Actor, invoice_ids: Iterable[int] | sa.Select,
     if not reason:
         raise WorkflowError(_l("Give a reason; the unit will see it."), 400)
     result = move(actor, Inv, invoice_ids, action="reject", from_states=[IS.requested],
-                  to_state=IS.rejected, label=_label(), reason=reason[:500],
-                  values={"reject_reason": reason[:500]}, commit=False)
+                  to_state=IS.rejected, label=_label(), reason=reason,
+                  values={"reject_reason": reason}, commit=False)
     notification_ids = create_notices(invoice_notices(result.done, "rejected")) \
         if result.done else []
     db.session.commit()
@@ -421,7 +421,7 @@ def request_void(actor: Actor, invoice_ids: Iterable[int] | sa.Select,
     finance to confirm it came back."""
     if actor.unit_id is None:
         raise WorkflowError(_l("Only a unit account can do this."), 403)
-    reason = (reason or "").strip()[:1000] or None
+    reason = (reason or "").strip() or None
     result = move(actor, Inv, invoice_ids, action="request_void",
                   from_states=[IS.issued, IS.mailed], to_state=IS.void_requested,
                   label=_label(), reason=reason, commit=False,

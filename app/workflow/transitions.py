@@ -8,6 +8,8 @@ from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
 from app.formatting import fmt_datetime
+from app.input_checks import check_lengths
+from app.models import AuditEvent
 from app.security import WRITE, Actor, scoped
 from app.workflow.audit import record_many
 from app.workflow.errors import BatchResult
@@ -121,6 +123,10 @@ def move(actor: Actor, model: type, ids: Iterable[int] | sa.Select, *, action: s
     `scope_actor` (SYSTEM) is for consequences of a move already authorised, e.g. the persons
     of an order finance confirmed as paid: the audit still names `actor`.
     """
+    # A set-based UPDATE passes no flush: text longer than its column is refused here, before
+    # anything is read, whatever state the rows are in.
+    check_lengths(model, values or {})
+    check_lengths(AuditEvent, {"reason": reason})
     from_states = tuple(from_states)
     id_select = as_id_select(model, ids)
     scoper = scope_actor or actor
