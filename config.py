@@ -96,6 +96,31 @@ class Config:
     PERMANENT_SESSION_LIFETIME = timedelta(hours=8)
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(hours=2)
     API_LOGIN_RATE_LIMIT = _env("API_LOGIN_RATE_LIMIT", "10 per 1 minute")
+    # Failed logins of one account (web and API together): from one address, and from all
+    # addresses. One address reaches at most 25 an hour (5 windows of 15 minutes), below the
+    # second limit, so it can hold an account only for itself (app/web_security.py).
+    LOGIN_ACCOUNT_ADDRESS_RATE_LIMIT = _env("LOGIN_ACCOUNT_ADDRESS_RATE_LIMIT",
+                                            "5 per 15 minutes")
+    LOGIN_ACCOUNT_RATE_LIMIT = _env("LOGIN_ACCOUNT_RATE_LIMIT", "30 per 1 hour")
+    # Reverse proxies in front of the app (docs/production.md): their X-Forwarded-For, -Proto
+    # and -Host are believed. 0 (development): the client talks to the app directly.
+    PROXY_COUNT = int(_env("PROXY_COUNT", "0"))
+    # Security headers (Flask-Talisman): HSTS only where the app is served over HTTPS.
+    HSTS_ENABLED = False
+    # Scripts run only from our origin with the response's nonce (FAB's templates and ours
+    # carry it). Styles allow inline: FAB's widgets and select2 write style attributes.
+    CONTENT_SECURITY_POLICY = {
+        "default-src": "'self'",
+        "script-src": "'self'",
+        "style-src": "'self' 'unsafe-inline'",
+        "img-src": "'self' data:",
+        "font-src": "'self' data:",
+        "connect-src": "'self'",
+        "object-src": "'none'",
+        "base-uri": "'self'",
+        "form-action": "'self'",
+        "frame-ancestors": "'none'",
+    }
 
     # Uploads live outside static/ and are served only through scoped views.
     UPLOAD_FOLDER = _env("UPLOAD_FOLDER", os.path.join(INSTANCE_DIR, "uploads"))
@@ -181,6 +206,7 @@ class ProductionConfig(Config):
     REMEMBER_COOKIE_SECURE = True
     REMEMBER_COOKIE_HTTPONLY = True
     PREFERRED_URL_SCHEME = "https"
+    HSTS_ENABLED = True
     # Real providers only: the sandbox and its pages do not exist in production.
     PAYMENT_SANDBOX = False
 
@@ -193,6 +219,8 @@ class TestConfig(Config):
     # Tests that exercise the limiter switch it on themselves.
     AUTH_RATE_LIMIT = "1000 per 1 minute"
     API_LOGIN_RATE_LIMIT = "1000 per 1 minute"
+    LOGIN_ACCOUNT_ADDRESS_RATE_LIMIT = "1000 per 1 minute"
+    LOGIN_ACCOUNT_RATE_LIMIT = "1000 per 1 minute"
     MAIL_BACKEND = _env("MAIL_BACKEND", "smtp")
 
 

@@ -67,6 +67,9 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
                             if isinstance(v, appbuilder.sm.security_api))
         appbuilder.sm.limiter.limit(app.config["API_LOGIN_RATE_LIMIT"], methods=["POST"])(
             security_api.blueprint)
+        from app.web_security import init_web_security
+
+        init_web_security(app, appbuilder)
         app.config["APP_NAME"] = _l("CIIE Professional Visitors")
 
     from app.cli import register_cli

@@ -1562,6 +1562,10 @@ class CiieUser(FabUser):
     delegation_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("delegation.id"),
                                                          index=True)
     organiser_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("organiser.id"))
+    # Every session cookie and API token carries the version it was issued at; logging out or
+    # a new password moves it on, so copies made before stop working (app/security.py).
+    session_version: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False,
+                                                 server_default="0")
 
     unit: Mapped[Optional[Unit]] = relationship(foreign_keys=[unit_id])
     delegation: Mapped[Optional[Delegation]] = relationship(foreign_keys=[delegation_id])

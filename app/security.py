@@ -12,14 +12,24 @@ from datetime import datetime
 from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
-from flask import flash, g, has_request_context, jsonify, redirect, request
+from flask import (
+    abort,
+    current_app,
+    flash,
+    g,
+    has_request_context,
+    jsonify,
+    redirect,
+    request,
+    session,
+)
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import no_cache
 from flask_appbuilder.security.forms import LoginForm_db
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.views import AuthDBView, UserDBModelView
 from flask_appbuilder.utils.base import get_safe_redirect
-from flask_login import login_user
+from flask_login import login_user, logout_user, user_logged_in
 
 from app import models as m
 
@@ -421,9 +431,7 @@ RULES[m.Refund] = _owned_by_unit(m.Refund, finance=True, history=lambda actor: (
 @rule(m.OrderItem)
 def _order_item_rule(actor: Actor, mode: str) -> Any:
     return _any(
-        actor.unit_id is not None and m.OrderItem.order_id.in_(
-            sa.select(m.Order.id).where(m.Order.unit_id == actor.unit_id)
-        ),
+        actor.unit_id is not None and m.OrderItem.order_id.in_(_unit_order_ids(actor)),
         actor.has(FINANCE) and TRUE,
     )
 
@@ -608,8 +616,40 @@ class CiieUserDBModelView(UserDBModelView):
                     "unit", "delegation", "organiser"]
 
 
+# --------------------------------------------------------------------------------------------
+# Sessions that end for good: session cookies are signed, not stored, so a copy made before
+# logout would still open the account. Each cookie and API token carries the user's
+# session_version at issue; logout and every new password move it on (all sessions of the
+# user end, on every device), and a cookie or token of another version is not a login.
+# --------------------------------------------------------------------------------------------
+
+SESSION_VERSION_KEY = "_ciie_sv"
+SESSION_VERSION_CLAIM = "sv"
+
+
+def end_sessions(user: Any) -> None:
+    """Every session and API token of the user issued before this stops working (in SQL, so
+    two logouts at once both count)."""
+    user.session_version = m.User.session_version + 1
+
+
+@sa.event.listens_for(m.User.password, "set")
+def _new_password_ends_sessions(user: Any, value: Any, old: Any, _initiator: Any) -> None:
+    # A password set anywhere (FAB's forms, a workflow, the CLI) ends the sessions; a new
+    # user has none.
+    if value != old and sa.inspect(user).persistent:
+        end_sessions(user)
+
+
+@user_logged_in.connect
+def _remember_session_version(_app: Any, user: Any, **_extra: Any) -> None:
+    session[SESSION_VERSION_KEY] = user.session_version
+
+
 class CiieAuthDBView(AuthDBView):
-    """FAB's login, answering a wrong login with 401 and the form (not a redirect)."""
+    """FAB's login, answering a wrong login with 401 and the form (not a redirect), and a
+    logout that is a POST with the CSRF token (a link or an image on another site signs no one
+    out) and ends every session of the user."""
 
     @expose("/login/", methods=["GET", "POST"])
     @no_cache
@@ -629,6 +669,16 @@ class CiieAuthDBView(AuthDBView):
         return self.render_template(self.login_template, title=self.title, form=form,
                                     appbuilder=self.appbuilder), status
 
+    @expose("/logout/", methods=["POST"])
+    def logout(self):
+        user = self._get_authenticated_user()
+        logout_user()
+        if user is not None:
+            end_sessions(user)
+            self.appbuilder.sm.on_user_logout(user)
+        return redirect(current_app.config.get("LOGOUT_REDIRECT_URL",
+                                               self.appbuilder.get_url_for_index))
+
 
 class CiieSecurityManager(SecurityManager):
     user_model = m.User
@@ -640,6 +690,10 @@ class CiieSecurityManager(SecurityManager):
     def get_user_by_id(self, pk: Any) -> Any:
         from sqlalchemy.orm import joinedload
 
+        # FAB's admin reset-password view hands over the id from the URL as text.
+        pk = row_id(self.user_model, pk)
+        if pk is None:
+            return None
         return self.session.scalars(
             sa.select(self.user_model).where(self.user_model.id == pk)
             .options(joinedload(self.user_model.roles), joinedload(self.user_model.groups))
@@ -680,12 +734,14 @@ class CiieSecurityManager(SecurityManager):
         granted = self._permissions_of(tuple(sorted(r.id for r in roles if r is not None)))
         return {name for name in view_menus_name if (permission_name, name) in granted}
 
-    def auth_user_db(self, username: str, password: str) -> Any:
+    @staticmethod
+    def canonical_username(username: str) -> str:
         """Units log in with their credit code: accept it in any case and with spaces."""
         compact = re.sub(r"[\s-]", "", username or "").upper()
-        if re.fullmatch(r"[0-9A-Z]{18}|OS\d{10}", compact):
-            username = compact
-        return super().auth_user_db(username, password)
+        return compact if re.fullmatch(r"[0-9A-Z]{18}|OS\d{10}", compact) else username
+
+    def auth_user_db(self, username: str, password: str) -> Any:
+        return super().auth_user_db(self.canonical_username(username), password)
 
     def create_jwt_manager(self, app: Any) -> Any:
         jwt_manager = super().create_jwt_manager(app)
@@ -703,7 +759,49 @@ class CiieSecurityManager(SecurityManager):
                          jwt_manager.user_lookup_error_loader,
                          jwt_manager.token_verification_failed_loader):
             register(please_log_in)
+
+        @jwt_manager.additional_claims_loader
+        def session_version_claim(identity: Any) -> dict:
+            user = self.get_user_by_id(identity)
+            return {SESSION_VERSION_CLAIM: user.session_version if user else None}
+
         return jwt_manager
+
+    def _active_user(self, pk: Any) -> Any:
+        user = self.get_user_by_id(pk)
+        return user if user is not None and user.is_active else None
+
+    def load_user(self, pk: Any) -> Any:
+        """The session's user, unless the session predates a logout or a new password."""
+        user = self._active_user(pk)
+        if user is None or session.get(SESSION_VERSION_KEY) != user.session_version:
+            return None
+        return user
+
+    def load_user_jwt(self, _jwt_header: dict, jwt_data: dict) -> Any:
+        """The token's user, unless the token predates a logout or a new password (then
+        flask-jwt-extended answers 401 through the user-lookup error)."""
+        user = self._active_user(jwt_data["sub"])
+        if user is None or jwt_data.get(SESSION_VERSION_CLAIM) != user.session_version:
+            return None
+        g.user = user
+        return user
+
+    def reset_password(self, userid: Any, password: str) -> None:
+        """A new password ends the user's sessions (the password's set event); the session
+        that changed its own password stays open."""
+        user = self.get_user_by_id(userid)
+        if user is None:
+            abort(404)
+        super().reset_password(user.id, password)
+        if has_request_context() and getattr(g.user, "id", None) == user.id:
+            session[SESSION_VERSION_KEY] = user.session_version
+
+    def on_user_logout(self, user: Any) -> None:
+        from app.workflow.audit import record
+
+        record(actor_for_user(user), "user", user.id, "logout")
+        self.session.commit()
 
     def on_user_login(self, user: Any) -> None:
         from app.workflow.audit import record

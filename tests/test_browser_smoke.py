@@ -33,6 +33,13 @@ def log_in(page, username: str) -> None:
     page.wait_for_selector("#home")
 
 
+def log_out(page) -> None:
+    """Through the user menu: logout is a POST with the CSRF token."""
+    page.click("#user-menu")
+    page.click("#logout")
+    page.wait_for_selector("#username")
+
+
 def menu_texts(page) -> list[str]:
     toggles = page.locator(".navbar-nav > li > a.dropdown-toggle")
     return [t.strip() for t in toggles.all_inner_texts()]

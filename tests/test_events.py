@@ -481,7 +481,7 @@ def test_parallel_decline_and_withdraw_free_each_seat_once(app, login, world):
 # ------------------------------------------------------------------------- browser --------
 
 def test_in_the_browser_a_unit_applies_and_the_organiser_accepts(page, world):
-    from tests.test_browser_smoke import log_in
+    from tests.test_browser_smoke import log_in, log_out
 
     event = demo_event()
     page.on("dialog", lambda dialog: dialog.accept())
@@ -495,7 +495,7 @@ def test_in_the_browser_a_unit_applies_and_the_organiser_accepts(page, world):
     assert "王伟" in page.inner_text("table.ciie-list")
     assert seats_taken(event.id) == 1
 
-    page.goto("/logout/")
+    log_out(page)
     log_in(page, "organiser")
     page.goto("/organiser/applications/list/")
     page.check("input.action_check")

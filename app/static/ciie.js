@@ -45,3 +45,11 @@ function CiieActions(reasonActions) {
     this.execute_single = base.execute_single;
     this.execute_single_delete = base.execute_single_delete;
 }
+
+// Logout is a POST with the CSRF token: the user menu's entry submits the hidden form.
+$(function() {
+    $('#logout').on('click', function(event) {
+        event.preventDefault();
+        $('#logout-form').trigger('submit');
+    });
+});
