@@ -40,7 +40,7 @@ class Config:
     # start-up; `flask ciie init` syncs permissions and roles after `flask db upgrade`.
     FAB_CREATE_DB = False
     FAB_UPDATE_PERMS = False
-    FAB_SECURITY_MANAGER_CLASS = "app.security.CiieSecurityManager"
+    FAB_SECURITY_MANAGER_CLASS = "app.security_manager.CiieSecurityManager"
     FAB_INDEX_VIEW = "app.views.home.HomeView"
     FAB_BASE_TEMPLATE = "ciie_baselayout.html"
     FAB_ADD_SECURITY_API = False
@@ -85,7 +85,6 @@ class Config:
         "zh": {"flag": "cn", "name": "中文"},
         "en": {"flag": "gb", "name": "English"},
     }
-    EXPO_TIMEZONE = "Asia/Shanghai"
 
     # Security basics
     WTF_CSRF_ENABLED = True
@@ -149,7 +148,7 @@ class Config:
     PAYEE_NAME = _env("PAYEE_NAME", "中国国际进口博览局")
     PAYEE_BANK = _env("PAYEE_BANK", "中国银行上海市分行")
     PAYEE_ACCOUNT = _env("PAYEE_ACCOUNT", "4500 0000 0000 0000 001")
-    # Online payments (app/gateways/payments.py). With PAYMENT_SANDBOX on, the local sandbox
+    # Online payments (app/gateways/payments/). With PAYMENT_SANDBOX on, the sandbox (app/sandbox/)
     # plays every provider with keys it generates under PAYMENT_SANDBOX_DIR (gitignored) and
     # the provider settings below are not read.
     PAYMENT_SANDBOX = _env_bool("PAYMENT_SANDBOX", True)
@@ -179,9 +178,6 @@ class Config:
     B2B_PAY_URL = _env("B2B_PAY_URL")
     B2B_PRIVATE_KEY_FILE = _env("B2B_PRIVATE_KEY_FILE")
     B2B_PUBLIC_KEY_FILE = _env("B2B_PUBLIC_KEY_FILE")
-
-    # Personal information
-    PII_FULL_ROLES = ("reviewer",)  # besides the person's own unit
 
     # VAT invoices: the seller printed on every e-invoice (the organiser's legal data, not UI
     # text), the VAT rate of the badge fee (a Decimal string) and the CJK font the PDF embeds.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+from importlib import import_module
 from typing import Any
 
 from flask import Flask
@@ -57,6 +58,9 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
         from app.views import register_views
 
         register_views(appbuilder)
+        if app.config["PAYMENT_SANDBOX"]:
+            # A development package, loaded by name: production code never imports it.
+            import_module("app.sandbox").register(app, appbuilder)
         from app import exports  # noqa: F401  (registers the export operations)
         from app.api import register_apis
         from app.workflow import operations  # noqa: F401  (registers the batch operations)
@@ -79,7 +83,7 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
     register_cli(app)
     register_error_handlers(app)
     from app.input_checks import register_input_checks
-    from app.views.labels import COLUMN_LABELS
+    from app.labels import COLUMN_LABELS
 
     register_input_checks(app, COLUMN_LABELS)
     register_template_helpers(app)

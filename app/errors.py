@@ -1,18 +1,20 @@
 """Error pages and JSON errors in the user's language; a refused workflow move is a 4xx."""
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import prison
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, current_app, flash, g, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.extensions import db
+from app.input_checks import form_page
 from app.queue import QueueUnavailable
 from app.workflow.errors import WorkflowError
 
@@ -66,7 +68,30 @@ def _check_rison_query() -> Any:
     return None
 
 
+def upload_too_large(_exc: RequestEntityTooLarge) -> Any:
+    """An upload over MAX_CONTENT_LENGTH: the page of the form it came from, saying the limit
+    (app.input_checks finds it)."""
+    message = _("The upload is too large: a form can send at most %(mb)d MB. Nothing was "
+                "saved.", mb=current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024))
+    if wants_json():
+        return jsonify({"message": message}), 413
+    page = form_page()
+    if page is None:
+        return error_response(413, message)
+    # The body was never read: show the form's page again (a GET of it), with the limit.
+    path, query = page
+    environ = {**request.environ, "REQUEST_METHOD": "GET", "CONTENT_LENGTH": "0",
+               "CONTENT_TYPE": "", "wsgi.input": io.BytesIO(), "PATH_INFO": path,
+               "QUERY_STRING": query}
+    with current_app.request_context(environ):
+        flash(message, "danger")
+        response = current_app.full_dispatch_request()
+    response.status_code = 413
+    return response
+
+
 def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(RequestEntityTooLarge, upload_too_large)
     app.before_request(_check_rison_query)
 
     @app.errorhandler(CSRFError)

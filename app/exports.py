@@ -1,12 +1,16 @@
-"""Excel exports of a list's filtered rows, streamed from a server-side cursor into a workbook."""
+"""Excel exports of a list's filtered rows, streamed from a server-side cursor into a workbook.
+
+The delegation's person and unit lists are declared here (rows, search columns, formatters);
+their views show them, so an export has exactly the rows and cells its list shows."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import sqlalchemy as sa
-from flask import current_app
+from flask_appbuilder.models.sqla.filters import FilterEqualFunction
 from flask_babel import force_locale
+from flask_babel import lazy_gettext as _l
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
@@ -19,11 +23,11 @@ from app import storage
 from app.clock import SHANGHAI, now
 from app.extensions import db
 from app.formatting import fmt_value
-from app.security import Actor, acting_as
+from app.labels import COLUMN_LABELS, MASKED, fmt_entry_days
+from app.scoping.actor import Actor, acting_as
+from app.scoping.interface import ScopedInterface, filtered_ids
 from app.tasks import operation
-from app.views.base import ScopedModelView
-from app.views.delegation import DelegationPersonView, DelegationUnitView
-from app.views.labels import MASKED
+from app.workflow.editions import current_edition
 
 Progress = Callable[[int, int], None]
 # Rows fetched per round trip of the server-side cursor, and how often progress is written.
@@ -47,10 +51,15 @@ class Column:
 
 @dataclass(frozen=True)
 class Export:
-    """What one list exports: its view, a file name, and its columns with the SELECT (joins
-    included) that reads them, in a language."""
+    """What one list exports: the list (its model, title, base filters, search columns and
+    the formatters of its cells), a file name, and its columns with the SELECT (joins included)
+    that reads them, in a language."""
 
-    view: type[ScopedModelView]
+    model: type
+    title: Any
+    base_filters: list[list[Any]]
+    search_columns: list[str]
+    formatters_columns: dict[str, Callable[[Any], Any]]
     name: str
     query: Callable[[str], tuple[list[Column], sa.Select]]
 
@@ -128,9 +137,9 @@ def _header_cell(ws: Any, text: str) -> WriteOnlyCell:
     return cell
 
 
-def _formatter(view: ScopedModelView, column: Column) -> Callable[[Any], str]:
+def _formatter(spec: Export, column: Column) -> Callable[[Any], str]:
     """The list's own formatter for the column (labels, Beijing time, masks)."""
-    fmt = view.formatters_columns.get(column.key, fmt_value)
+    fmt = spec.formatters_columns.get(column.key, fmt_value)
     if column.pii and fmt not in MASKED.values():
         raise RuntimeError(f"{column.key} would be exported unmasked")
     if not column.memo:
@@ -145,28 +154,24 @@ def _formatter(view: ScopedModelView, column: Column) -> Callable[[Any], str]:
     return memoised
 
 
-def _view(view_class: type[ScopedModelView]) -> ScopedModelView:
-    return next(v for v in current_app.appbuilder.baseviews if type(v) is view_class)
-
-
 def write_export(spec: Export, actor: Actor, params: dict, progress: Progress) -> dict:
     """Write the rows the view lists for the task's filters, in the actor's scope, to an xlsx
     file (one row in memory at a time); returns the task report naming the file."""
     language = "en" if params.get("language") == "en" else "zh"
-    view = _view(spec.view)
-    model = view.datamodel.obj
+    model = spec.model
     columns, select = spec.query(language)
     with acting_as(actor), force_locale(language):
-        ids = view.filtered_ids(params.get("filters") or [])
+        ids = filtered_ids(ScopedInterface(model), spec.search_columns, spec.base_filters,
+                           params.get("filters") or [])
         total = db.session.scalar(sa.select(sa.func.count()).select_from(ids.subquery()))
         stmt = select.where(model.id.in_(ids)).order_by(model.id.desc())
-        formatters = [_formatter(view, c) for c in columns]
+        formatters = [_formatter(spec, c) for c in columns]
         workbook = Workbook(write_only=True)
-        sheet = workbook.create_sheet(title=str(view.title))
+        sheet = workbook.create_sheet(title=str(spec.title))
         for index, column in enumerate(columns, start=1):
             sheet.column_dimensions[get_column_letter(index)].width = column.width
         sheet.freeze_panes = "A2"
-        sheet.append([_header_cell(sheet, str(view.label_columns.get(c.key, c.key)))
+        sheet.append([_header_cell(sheet, str(COLUMN_LABELS.get(c.key, c.key)))
                       for c in columns])
         key = storage.new_key("xlsx")
         done = 0
@@ -188,8 +193,23 @@ def write_export(spec: Export, actor: Actor, params: dict, progress: Progress) -
             "filename": f"ciie-{spec.name}-{stamp}.xlsx"}
 
 
-UNITS = Export(DelegationUnitView, "units", _units)
-PERSONS = Export(DelegationPersonView, "persons", _persons)
+# Both lists show the current edition.
+_CURRENT_EDITION = [["edition_id", FilterEqualFunction, lambda: current_edition().id]]
+
+UNITS = Export(
+    m.UnitRegistration, _l("Units"), _CURRENT_EDITION,
+    search_columns=["status", "unit_name", "unit_uscc", "unit_category", "unit_region",
+                    "delegation", "sub_delegation", "submitted_at"],
+    formatters_columns={"contact_mobile": MASKED["contact_mobile"]},
+    name="units", query=_units)
+PERSONS = Export(
+    m.PersonRegistration, _l("Persons"), _CURRENT_EDITION,
+    search_columns=["status", "tag", "is_reuse", "person_name", "unit_name",
+                    "unit_delegation_id", "unit_sub_delegation_id", "submitted_at"],
+    formatters_columns={"person.id_number": MASKED["person.id_number"],
+                        "person.mobile": MASKED["person.mobile"],
+                        "entry_days": fmt_entry_days},
+    name="persons", query=_persons)
 
 
 @operation("export_units")

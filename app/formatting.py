@@ -1,6 +1,8 @@
-"""How values read on screen and in exports: money in yuan, times in Shanghai, labels for enums."""
+"""How values read on screen and in exports: money in yuan, times in Shanghai, labels for enums;
+and the one reading of a yuan amount back into integer fen."""
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -9,17 +11,27 @@ from flask_babel import gettext as _
 
 from app.clock import SHANGHAI
 
+# Digits with at most two decimals: how providers and banks write a yuan amount.
+_YUAN = re.compile(r"\d{1,12}(\.\d{1,2})?")
+
 
 def fmt_money(fen: int | None) -> str:
     """Integer fen as yuan with two decimals, e.g. 12345 -> ¥123.45 (exact: no float)."""
     if fen is None:
         return ""
-    yuan = (Decimal(int(fen)) / Decimal(100)).quantize(Decimal("0.01"))
-    return f"¥{yuan:,}"
+    return f"¥{fen_to_yuan(fen):,}"
 
 
 def fen_to_yuan(fen: int) -> Decimal:
     return (Decimal(int(fen)) / Decimal(100)).quantize(Decimal("0.01"))
+
+
+def yuan_to_fen(text: str | None) -> int:
+    """A yuan amount as integer fen, exactly ("200.00" -> 20000, "0.1" -> 10, with Decimal);
+    anything but digits with at most two decimals is a ValueError."""
+    if text is None or not _YUAN.fullmatch(text):
+        raise ValueError(f"malformed yuan amount {text!r}")
+    return int(Decimal(text) * 100)
 
 
 def fmt_datetime(value: datetime | None) -> str:
@@ -34,10 +46,6 @@ def fmt_date(value: date | None) -> str:
 
 def fmt_bool(value: Any) -> str:
     return _("Yes") if value else _("No")
-
-
-def fmt_enum(value: Any) -> str:
-    return str(value.label) if hasattr(value, "label") else ("" if value is None else str(value))
 
 
 def fmt_value(value: Any) -> str:

@@ -1,22 +1,20 @@
 """Input the system cannot read or store is refused whole, with a 400 that names the field in
 the user's language, before anything changes: control characters anywhere in a request (URL,
 form, file names, JSON), text longer than its column (checked at every flush, so every view,
-API, job and command is covered), page numbers and sizes a query cannot take. An upload over
-MAX_CONTENT_LENGTH is answered with the page of the form it came from, saying the limit."""
+API, job and command is covered), page numbers and sizes a query cannot take. (An upload over
+MAX_CONTENT_LENGTH is answered by app.errors with the page of the form it came from.)"""
 from __future__ import annotations
 
-import io
 import re
 from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import Flask, current_app, flash, g, has_request_context, jsonify, request
+from flask import Flask, current_app, g, has_request_context, request
 from flask_appbuilder.forms import DynamicForm
-from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from app.workflow.errors import InputRefused
 
@@ -33,7 +31,7 @@ _PAGE_ARG = re.compile(r"page_\w+")
 _PAGE_SIZE_ARG = re.compile(r"psize_\w+")
 _FILTER_ARG = re.compile(r"_flt_\d_(.+)")
 
-# Form fields that are no column (columns are labelled by the views' COLUMN_LABELS).
+# Form fields that are no column (columns are labelled by app.labels.COLUMN_LABELS).
 FORM_FIELD_LABELS = {
     "password": _l("Password"),
     "confirm": _l("Confirm the password"),
@@ -171,7 +169,7 @@ def _invalid_form_is_a_bad_request(response: Any) -> Any:
     return response
 
 
-def _form_page() -> tuple[str, str] | None:
+def form_page() -> tuple[str, str] | None:
     """The page of the form a POST came from: the same URL when it shows the form on GET,
     else the page on this site that posted it."""
     adapter = current_app.url_map.bind_to_environ(request.environ)
@@ -188,32 +186,9 @@ def _form_page() -> tuple[str, str] | None:
     return None
 
 
-def _upload_too_large(_exc: RequestEntityTooLarge) -> Any:
-    from app.errors import error_response, wants_json
-
-    message = _("The upload is too large: a form can send at most %(mb)d MB. Nothing was "
-                "saved.", mb=current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024))
-    if wants_json():
-        return jsonify({"message": message}), 413
-    page = _form_page()
-    if page is None:
-        return error_response(413, message)
-    # The body was never read: show the form's page again (a GET of it), with the limit.
-    path, query = page
-    environ = {**request.environ, "REQUEST_METHOD": "GET", "CONTENT_LENGTH": "0",
-               "CONTENT_TYPE": "", "wsgi.input": io.BytesIO(), "PATH_INFO": path,
-               "QUERY_STRING": query}
-    with current_app.request_context(environ):
-        flash(message, "danger")
-        response = current_app.full_dispatch_request()
-    response.status_code = 413
-    return response
-
-
 def register_input_checks(app: Flask, labels: Mapping[str, Any]) -> None:
     """Wire the checks: first of all before-request hooks (before CSRF reads the form), the
     form status, the upload limit; `labels` name the columns in refusals."""
     _labels.update(labels)
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_unreadable_input)
     app.after_request(_invalid_form_is_a_bad_request)
-    app.register_error_handler(RequestEntityTooLarge, _upload_too_large)

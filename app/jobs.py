@@ -1,13 +1,22 @@
-"""rq jobs: small, idempotent, take ids, re-read state, safe to run twice."""
+"""rq jobs: small, idempotent, take ids, re-read state, safe to run twice. The workflow
+enqueues them by dotted name ("app.jobs.send_refund"): jobs import the workflow, never back."""
 from __future__ import annotations
 
 import logging
 
 import sqlalchemy as sa
+from flask_babel import force_locale
 
 from app import models as m
 from app.clock import now
 from app.extensions import db
+from app.gateways.mail import send_email
+from app.gateways.payments import gateway_for
+from app.gateways.sms import sms_gateway
+from app.scoping.actor import SYSTEM
+from app.workflow.invoices import make_pdf
+from app.workflow.refunds import record_provider_answer
+from app.workflow.registration import verification_text
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +27,6 @@ MAX_ATTEMPTS = 5
 def send_verification_code(notification_id: int, code: str) -> str:
     """Send a one-time code. The code is only in this job's arguments: the Notification row
     keeps the redacted text, and the code store keeps only a hash."""
-    from flask_babel import force_locale
-
-    from app.workflow.registration import verification_text
-
     notification = _claim(notification_id)
     if notification is None:
         return "skipped"
@@ -53,9 +58,6 @@ def _claim(notification_id: int) -> m.Notification | None:
 
 def _deliver(notification: m.Notification, subject: str, body: str) -> str:
     """Send through the channel's gateway and record the outcome on the row."""
-    from app.gateways.mail import send_email
-    from app.gateways.sms import sms_gateway
-
     notification.attempts += 1
     try:
         if notification.channel is m.NotificationChannel.sms:
@@ -84,10 +86,6 @@ class ProviderPending(Exception):
 def send_refund(refund_id: int) -> str:
     """Refund an online payment through its provider. The refund number is the provider's
     idempotency key, so a retried or doubled job never pays twice."""
-    from app.gateways.payments import gateway_for
-    from app.security import SYSTEM
-    from app.workflow.refunds import record_provider_answer
-
     refund = db.session.get(m.Refund, refund_id)
     if refund is None or refund.status is not m.RefundStatus.sent:
         return "skipped"
@@ -103,6 +101,4 @@ def send_refund(refund_id: int) -> str:
 def make_invoice_pdf(invoice_id: int) -> str:
     """Issue a requested e-invoice as a PDF, or make a red-letter reversal's PDF (idempotent:
     the invoice row is locked and an issued one is skipped)."""
-    from app.workflow.invoices import make_pdf
-
     return make_pdf(invoice_id)

@@ -12,8 +12,11 @@ from typing import Optional
 import sqlalchemy as sa
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User as FabUser
+from flask_babel import LazyString
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
+
+from app.clock import now
 
 metadata = Model.metadata
 # Named constraints make Alembic's SQLite batch mode and error messages predictable. FAB's own
@@ -50,39 +53,44 @@ class AwareDateTime(sa.types.TypeDecorator):
 
 
 def utcnow() -> datetime:
-    from app.clock import now
-
+    """The business clock's now (app.clock), the default of every timestamp column."""
     return now()
 
 
 # --------------------------------------------------------------------------------------------
-# Enums. Values are short English words; labels come from the catalogues.
+# Enums. Values are short English words; each member's label (translated by the catalogues)
+# stands beside its value.
 # --------------------------------------------------------------------------------------------
 
 
 class LabelledEnum(str, enum.Enum):
-    """A string enum whose members carry a translated label (see LABELS below)."""
+    """A string enum whose members carry their translated label: `draft = "draft", _l("Draft")`
+    (the value is the first item; `member.label` is the second)."""
 
-    @property
-    def label(self):
-        return LABELS[(type(self), self.value)]
+    label: LazyString
+
+    def __new__(cls, value: str, label: LazyString) -> "LabelledEnum":
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.label = label
+        return member
 
     def __str__(self) -> str:
         return self.value
 
 
 class Region(LabelledEnum):
-    domestic = "domestic"
-    overseas = "overseas"
+    domestic = "domestic", _l("Domestic")
+    overseas = "overseas", _l("Overseas")
 
 
 class UnitCategory(LabelledEnum):
-    enterprise = "enterprise"
-    government_agency = "government_agency"
-    public_institution = "public_institution"
-    social_organisation = "social_organisation"
-    government_department = "government_department"
-    other = "other"
+    enterprise = "enterprise", _l("Enterprise")
+    government_agency = "government_agency", _l("Government agency")
+    public_institution = "public_institution", _l("Public institution")
+    social_organisation = "social_organisation", _l("Social organisation")
+    government_department = "government_department", _l("Government department")
+    other = "other", _l("Other")
 
 
 CATEGORIES_BY_REGION = {
@@ -102,33 +110,33 @@ CATEGORIES_BY_REGION = {
 
 
 class DelegationKind(LabelledEnum):
-    local = "local"
-    central_soe = "central_soe"
-    health_commission = "health_commission"
-    industry = "industry"
+    local = "local", _l("Local delegation")
+    central_soe = "central_soe", _l("Central SOE delegation")
+    health_commission = "health_commission", _l("Health commission delegation")
+    industry = "industry", _l("Industry delegation")
 
 
 class UnitStatus(LabelledEnum):
-    draft = "draft"
-    submitted = "submitted"
-    approved = "approved"
-    returned = "returned"
-    rejected = "rejected"
+    draft = "draft", _l("Draft")
+    submitted = "submitted", _l("Submitted")
+    approved = "approved", _l("Approved")
+    returned = "returned", _l("Returned for changes")
+    rejected = "rejected", _l("Rejected")
 
 
 class PersonStatus(LabelledEnum):
-    draft = "draft"
-    awaiting_unit = "awaiting_unit"
-    submitted = "submitted"
-    awaiting_lock = "awaiting_lock"
-    awaiting_payment = "awaiting_payment"
-    in_order = "in_order"
-    awaiting_review = "awaiting_review"
-    approved = "approved"
-    rejected = "rejected"
-    badge_issued = "badge_issued"
-    cancelled = "cancelled"
-    refunded = "refunded"
+    draft = "draft", _l("Draft")
+    awaiting_unit = "awaiting_unit", _l("Awaiting unit approval")
+    submitted = "submitted", _l("Submitted")
+    awaiting_lock = "awaiting_lock", _l("Awaiting lock")
+    awaiting_payment = "awaiting_payment", _l("Awaiting payment")
+    in_order = "in_order", _l("In order")
+    awaiting_review = "awaiting_review", _l("Awaiting security review")
+    approved = "approved", _l("Review passed")
+    rejected = "rejected", _l("Review failed")
+    badge_issued = "badge_issued", _l("Badge issued")
+    cancelled = "cancelled", _l("Cancelled")
+    refunded = "refunded", _l("Refunded")
 
 
 # Statuses in which a person is past the lock and must carry a tag.
@@ -143,49 +151,55 @@ TAGGED_PERSON_STATUSES = (
 
 
 class Tag(LabelledEnum):
-    visitor = "visitor"
-    staff = "staff"
-    vip = "vip"
+    visitor = "visitor", _l("Professional visitor")
+    staff = "staff", _l("Staff")
+    vip = "vip", _l("VIP")
 
 
 class Gender(LabelledEnum):
-    male = "male"
-    female = "female"
+    male = "male", _l("Male")
+    female = "female", _l("Female")
 
 
 class IdType(LabelledEnum):
-    mainland_id = "mainland_id"
-    hk_macau_permit = "hk_macau_permit"
-    taiwan_permit = "taiwan_permit"
-    passport = "passport"
-    foreign_permanent_id = "foreign_permanent_id"
+    mainland_id = "mainland_id", _l("Mainland ID card")
+    hk_macau_permit = "hk_macau_permit", _l("Hong Kong/Macau permit")
+    taiwan_permit = "taiwan_permit", _l("Taiwan permit")
+    passport = "passport", _l("Passport")
+    foreign_permanent_id = "foreign_permanent_id", _l("Foreigner permanent residence ID")
+
+    @property
+    def usual_review_days(self) -> int:
+        """The days a security check usually takes: 7 for a mainland ID card, 15 for other
+        documents (overseas)."""
+        return 7 if self is IdType.mainland_id else 15
 
 
 class OrderStatus(LabelledEnum):
-    pending = "pending"
-    paid = "paid"
-    cancelled = "cancelled"
+    pending = "pending", _l("Awaiting payment")
+    paid = "paid", _l("Paid")
+    cancelled = "cancelled", _l("Cancelled")
 
 
 class PaymentChannel(LabelledEnum):
-    alipay = "alipay"
-    wechat = "wechat"
-    unionpay = "unionpay"
-    b2b = "b2b"
-    transfer = "transfer"
+    alipay = "alipay", _l("Alipay")
+    wechat = "wechat", _l("WeChat Pay")
+    unionpay = "unionpay", _l("UnionPay")
+    b2b = "b2b", _l("B2B gateway")
+    transfer = "transfer", _l("Bank transfer")
 
 
 QR_CHANNELS = (PaymentChannel.alipay, PaymentChannel.wechat, PaymentChannel.unionpay)
 
 
 class PaymentStatus(LabelledEnum):
-    created = "created"
-    pending = "pending"
-    confirmed = "confirmed"
-    failed = "failed"
-    rejected = "rejected"
+    created = "created", _l("Created")
+    pending = "pending", _l("Pending")
+    confirmed = "confirmed", _l("Confirmed")
+    failed = "failed", _l("Failed")
+    rejected = "rejected", _l("Rejected")
     # The unit withdrew its transfer declaration, or chose another way to pay online.
-    withdrawn = "withdrawn"
+    withdrawn = "withdrawn", _l("Withdrawn")
 
 
 # A payment attempt still open: at most one per order (a partial unique index holds it).
@@ -193,17 +207,17 @@ OPEN_PAYMENT_STATUSES = (PaymentStatus.created, PaymentStatus.pending)
 
 
 class InvoiceKind(LabelledEnum):
-    e_normal = "e_normal"
-    paper_special = "paper_special"
+    e_normal = "e_normal", _l("Ordinary VAT e-invoice")
+    paper_special = "paper_special", _l("Special VAT paper invoice")
 
 
 class InvoiceStatus(LabelledEnum):
-    requested = "requested"
-    issued = "issued"
-    mailed = "mailed"
-    void_requested = "void_requested"
-    voided = "voided"
-    rejected = "rejected"
+    requested = "requested", _l("Requested")
+    issued = "issued", _l("Issued")
+    mailed = "mailed", _l("Mailed")
+    void_requested = "void_requested", _l("Voiding requested")
+    voided = "voided", _l("Voided")
+    rejected = "rejected", _l("Rejected")
 
 
 ACTIVE_INVOICE_STATUSES = (
@@ -215,215 +229,99 @@ ACTIVE_INVOICE_STATUSES = (
 
 
 class RefundStatus(LabelledEnum):
-    requested = "requested"
-    approved = "approved"
-    sent = "sent"
-    done = "done"
-    failed = "failed"
-    rejected = "rejected"
+    requested = "requested", _l("Requested")
+    approved = "approved", _l("Approved")
+    sent = "sent", _l("Sent")
+    done = "done", _l("Refunded")
+    failed = "failed", _l("Failed")
+    rejected = "rejected", _l("Rejected")
 
 
 class RefundRoute(LabelledEnum):
-    original = "original"
-    other_account = "other_account"
+    original = "original", _l("Original route")
+    other_account = "other_account", _l("Another account")
 
 
 class ReviewOutcome(LabelledEnum):
-    passed = "passed"
-    failed = "failed"
+    passed = "passed", _l("Passed")
+    failed = "failed", _l("Failed")
 
 
 class ReviewReason(LabelledEnum):
-    identity_mismatch = "identity_mismatch"
-    invalid_document = "invalid_document"
-    invalid_photo = "invalid_photo"
-    security_concern = "security_concern"
-    duplicate = "duplicate"
-    other = "other"
+    identity_mismatch = "identity_mismatch", _l("Identity does not match")
+    invalid_document = "invalid_document", _l("Invalid ID document")
+    invalid_photo = "invalid_photo", _l("Invalid photo")
+    security_concern = "security_concern", _l("Security concern")
+    duplicate = "duplicate", _l("Duplicate application")
+    other = "other", _l("Other")
 
 
 class BadgeStatus(LabelledEnum):
-    produced = "produced"
-    shipped = "shipped"
-    delivered = "delivered"
+    produced = "produced", _l("Produced")
+    shipped = "shipped", _l("Shipped")
+    delivered = "delivered", _l("Delivered")
 
 
 class ShipmentStatus(LabelledEnum):
-    packed = "packed"
-    shipped = "shipped"
-    delivered = "delivered"
+    packed = "packed", _l("Packed")
+    shipped = "shipped", _l("Shipped")
+    delivered = "delivered", _l("Delivered")
 
 
 class EventStatus(LabelledEnum):
-    draft = "draft"
-    published = "published"
-    closed = "closed"
+    draft = "draft", _l("Draft")
+    published = "published", _l("Published")
+    closed = "closed", _l("Closed")
 
 
 class ApplicationStatus(LabelledEnum):
-    applied = "applied"
-    accepted = "accepted"
-    declined = "declined"
-    withdrawn = "withdrawn"
+    applied = "applied", _l("Applied")
+    accepted = "accepted", _l("Accepted")
+    declined = "declined", _l("Declined")
+    withdrawn = "withdrawn", _l("Withdrawn")
 
 
 class NotificationChannel(LabelledEnum):
-    sms = "sms"
-    email = "email"
+    sms = "sms", _l("SMS")
+    email = "email", _l("E-mail")
 
 
 class NotificationStatus(LabelledEnum):
-    queued = "queued"
-    sent = "sent"
-    failed = "failed"
+    queued = "queued", _l("Queued")
+    sent = "sent", _l("Sent")
+    failed = "failed", _l("Failed")
 
 
 class StatementLineStatus(LabelledEnum):
-    unmatched = "unmatched"
-    matched = "matched"
+    unmatched = "unmatched", _l("Not matched")
+    matched = "matched", _l("Matched")
 
 
 class TaskStatus(LabelledEnum):
-    queued = "queued"
-    running = "running"
-    done = "done"
-    failed = "failed"
+    queued = "queued", _l("Waiting to start")
+    running = "running", _l("Running")
+    done = "done", _l("Finished")
+    failed = "failed", _l("Failed")
 
 
 class ClaimStatus(LabelledEnum):
     """A request to register a known unit afresh, held until its delegation decides."""
 
-    pending = "pending"
-    approved = "approved"
-    rejected = "rejected"
-    withdrawn = "withdrawn"
+    pending = "pending", _l("Awaiting the delegation")
+    approved = "approved", _l("Approved")
+    rejected = "rejected", _l("Rejected")
+    withdrawn = "withdrawn", _l("Withdrawn")
 
 
 class ScanResult(LabelledEnum):
-    valid = "valid"
-    not_today = "not_today"
-    deactivated = "deactivated"
-    forged = "forged"
-    unknown = "unknown"
-    cancelled = "cancelled"
+    valid = "valid", _l("Valid")
+    not_today = "not_today", _l("Not an entry date")
+    deactivated = "deactivated", _l("Badge deactivated")
+    forged = "forged", _l("Forged code")
+    unknown = "unknown", _l("Unknown badge")
+    cancelled = "cancelled", _l("Person cancelled")
 
 
-# (member, label) pairs: str enums of different classes share values ("pending", "draft"),
-# so labels are keyed by (class, value), never by the member alone.
-_LABEL_PAIRS = [
-    (Region.domestic, _l("Domestic")),
-    (Region.overseas, _l("Overseas")),
-    (UnitCategory.enterprise, _l("Enterprise")),
-    (UnitCategory.government_agency, _l("Government agency")),
-    (UnitCategory.public_institution, _l("Public institution")),
-    (UnitCategory.social_organisation, _l("Social organisation")),
-    (UnitCategory.government_department, _l("Government department")),
-    (UnitCategory.other, _l("Other")),
-    (DelegationKind.local, _l("Local delegation")),
-    (DelegationKind.central_soe, _l("Central SOE delegation")),
-    (DelegationKind.health_commission, _l("Health commission delegation")),
-    (DelegationKind.industry, _l("Industry delegation")),
-    (UnitStatus.draft, _l("Draft")),
-    (UnitStatus.submitted, _l("Submitted")),
-    (UnitStatus.approved, _l("Approved")),
-    (UnitStatus.returned, _l("Returned for changes")),
-    (UnitStatus.rejected, _l("Rejected")),
-    (PersonStatus.draft, _l("Draft")),
-    (PersonStatus.awaiting_unit, _l("Awaiting unit approval")),
-    (PersonStatus.submitted, _l("Submitted")),
-    (PersonStatus.awaiting_lock, _l("Awaiting lock")),
-    (PersonStatus.awaiting_payment, _l("Awaiting payment")),
-    (PersonStatus.in_order, _l("In order")),
-    (PersonStatus.awaiting_review, _l("Awaiting security review")),
-    (PersonStatus.approved, _l("Review passed")),
-    (PersonStatus.rejected, _l("Review failed")),
-    (PersonStatus.badge_issued, _l("Badge issued")),
-    (PersonStatus.cancelled, _l("Cancelled")),
-    (PersonStatus.refunded, _l("Refunded")),
-    (Tag.visitor, _l("Professional visitor")),
-    (Tag.staff, _l("Staff")),
-    (Tag.vip, _l("VIP")),
-    (Gender.male, _l("Male")),
-    (Gender.female, _l("Female")),
-    (IdType.mainland_id, _l("Mainland ID card")),
-    (IdType.hk_macau_permit, _l("Hong Kong/Macau permit")),
-    (IdType.taiwan_permit, _l("Taiwan permit")),
-    (IdType.passport, _l("Passport")),
-    (IdType.foreign_permanent_id, _l("Foreigner permanent residence ID")),
-    (OrderStatus.pending, _l("Awaiting payment")),
-    (OrderStatus.paid, _l("Paid")),
-    (OrderStatus.cancelled, _l("Cancelled")),
-    (PaymentChannel.alipay, _l("Alipay")),
-    (PaymentChannel.wechat, _l("WeChat Pay")),
-    (PaymentChannel.unionpay, _l("UnionPay")),
-    (PaymentChannel.b2b, _l("B2B gateway")),
-    (PaymentChannel.transfer, _l("Bank transfer")),
-    (PaymentStatus.created, _l("Created")),
-    (PaymentStatus.pending, _l("Pending")),
-    (PaymentStatus.confirmed, _l("Confirmed")),
-    (PaymentStatus.failed, _l("Failed")),
-    (PaymentStatus.rejected, _l("Rejected")),
-    (PaymentStatus.withdrawn, _l("Withdrawn")),
-    (InvoiceKind.e_normal, _l("Ordinary VAT e-invoice")),
-    (InvoiceKind.paper_special, _l("Special VAT paper invoice")),
-    (InvoiceStatus.requested, _l("Requested")),
-    (InvoiceStatus.issued, _l("Issued")),
-    (InvoiceStatus.mailed, _l("Mailed")),
-    (InvoiceStatus.void_requested, _l("Voiding requested")),
-    (InvoiceStatus.voided, _l("Voided")),
-    (InvoiceStatus.rejected, _l("Rejected")),
-    (RefundStatus.requested, _l("Requested")),
-    (RefundStatus.approved, _l("Approved")),
-    (RefundStatus.sent, _l("Sent")),
-    (RefundStatus.done, _l("Refunded")),
-    (RefundStatus.failed, _l("Failed")),
-    (RefundStatus.rejected, _l("Rejected")),
-    (RefundRoute.original, _l("Original route")),
-    (RefundRoute.other_account, _l("Another account")),
-    (ReviewOutcome.passed, _l("Passed")),
-    (ReviewOutcome.failed, _l("Failed")),
-    (ReviewReason.identity_mismatch, _l("Identity does not match")),
-    (ReviewReason.invalid_document, _l("Invalid ID document")),
-    (ReviewReason.invalid_photo, _l("Invalid photo")),
-    (ReviewReason.security_concern, _l("Security concern")),
-    (ReviewReason.duplicate, _l("Duplicate application")),
-    (ReviewReason.other, _l("Other")),
-    (BadgeStatus.produced, _l("Produced")),
-    (BadgeStatus.shipped, _l("Shipped")),
-    (BadgeStatus.delivered, _l("Delivered")),
-    (ShipmentStatus.packed, _l("Packed")),
-    (ShipmentStatus.shipped, _l("Shipped")),
-    (ShipmentStatus.delivered, _l("Delivered")),
-    (EventStatus.draft, _l("Draft")),
-    (EventStatus.published, _l("Published")),
-    (EventStatus.closed, _l("Closed")),
-    (ApplicationStatus.applied, _l("Applied")),
-    (ApplicationStatus.accepted, _l("Accepted")),
-    (ApplicationStatus.declined, _l("Declined")),
-    (ApplicationStatus.withdrawn, _l("Withdrawn")),
-    (NotificationChannel.sms, _l("SMS")),
-    (NotificationChannel.email, _l("E-mail")),
-    (NotificationStatus.queued, _l("Queued")),
-    (NotificationStatus.sent, _l("Sent")),
-    (NotificationStatus.failed, _l("Failed")),
-    (StatementLineStatus.unmatched, _l("Not matched")),
-    (StatementLineStatus.matched, _l("Matched")),
-    (TaskStatus.queued, _l("Waiting to start")),
-    (TaskStatus.running, _l("Running")),
-    (TaskStatus.done, _l("Finished")),
-    (TaskStatus.failed, _l("Failed")),
-    (ClaimStatus.pending, _l("Awaiting the delegation")),
-    (ClaimStatus.approved, _l("Approved")),
-    (ClaimStatus.rejected, _l("Rejected")),
-    (ClaimStatus.withdrawn, _l("Withdrawn")),
-    (ScanResult.valid, _l("Valid")),
-    (ScanResult.not_today, _l("Not an entry date")),
-    (ScanResult.deactivated, _l("Badge deactivated")),
-    (ScanResult.forged, _l("Forged code")),
-    (ScanResult.unknown, _l("Unknown badge")),
-    (ScanResult.cancelled, _l("Person cancelled")),
-]
-LABELS = {(type(member), member.value): label for member, label in _LABEL_PAIRS}
 
 
 def enum_column(enum_cls: type[enum.Enum], name: str | None = None, **kwargs) -> Mapped:
@@ -542,10 +440,6 @@ class Delegation(Model):
         from app.i18n import pick
 
         return pick(self.name_zh, self.name_en)
-
-    @property
-    def is_sub(self) -> bool:
-        return self.parent_id is not None
 
     def __repr__(self) -> str:
         return self.name
@@ -902,8 +796,8 @@ class PersonRegistration(TimestampMixin, Model):
         sa.UniqueConstraint("edition_id", "id_key"),
         sa.CheckConstraint("entry_days >= 0", name="entry_days_not_negative"),
         sa.CheckConstraint(
-            "tag IS NOT NULL OR status NOT IN ('awaiting_lock', 'awaiting_payment', 'in_order', "
-            "'awaiting_review', 'approved', 'badge_issued')",
+            "tag IS NOT NULL OR status NOT IN (%s)"
+            % ", ".join(f"'{status.value}'" for status in TAGGED_PERSON_STATUSES),
             name="tagged_after_lock",
         ),
         sa.CheckConstraint(
@@ -974,14 +868,11 @@ class PersonRegistration(TimestampMixin, Model):
 
     @property
     def waiting(self) -> tuple[int, int] | None:
-        """(days waited in this status, days a security check usually takes: 7 for mainland
-        ID cards, 15 for other documents)."""
+        """(days waited in this status, days a security check usually takes for the
+        person's ID document: IdType.usual_review_days)."""
         if self.status_changed_at is None or self.person is None:
             return None
-        from app.clock import now
-
-        usual = 7 if self.person.id_type is IdType.mainland_id else 15
-        return (now() - self.status_changed_at).days, usual
+        return (now() - self.status_changed_at).days, self.person.id_type.usual_review_days
 
     @property
     def photo(self) -> int | None:

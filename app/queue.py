@@ -1,7 +1,9 @@
 """Background jobs on rq + Redis; without REDIS_URL a job runs inline, after the caller's commit.
 
-Jobs are plain functions in `app.jobs` that take ids. `enqueue` is called after the database
-commit, so a job never sees uncommitted state; jobs re-read what they need.
+Jobs are plain functions in `app.jobs` that take ids; the workflow names them by their dotted
+path ("app.jobs.send_refund", as rq takes them), so it never imports the jobs that import it.
+`enqueue` is called after the database commit, so a job never sees uncommitted state; jobs
+re-read what they need.
 
 The rows a job works on (notifications, tasks) are its outbox: with `outbox=True` a Redis that
 does not answer is logged and the request goes on (the user is told the messages will follow),
@@ -9,6 +11,7 @@ and `flask ciie sweep` enqueues what is still waiting once Redis is back (app/sw
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -25,6 +28,16 @@ PIPELINE_SIZE = 1000
 # a worker's blocking dequeue must keep its longer read timeout).
 CONNECT_TIMEOUT = 3
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
+# A job: the function, or its dotted path ("app.jobs.send_refund").
+JobRef = Callable[..., Any] | str
+
+
+def job_function(func: JobRef) -> Callable[..., Any]:
+    """The function of a job given by its dotted path (imported when it runs), or itself."""
+    if not isinstance(func, str):
+        return func
+    module, _, name = func.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 class QueueUnavailable(Exception):
@@ -68,7 +81,7 @@ class JobQueue:
     def inline(self) -> bool:
         return self._state.queue is None
 
-    def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None,
+    def enqueue(self, func: JobRef, *args: Any, job_id: str | None = None,
                 outbox: bool = False, **rq_options: Any) -> str | None:
         """Run `func(*args)` in a worker (or now, inline). Keyword arguments are rq's options
         (retry, result_ttl…), never the job's. Returns the rq job id.
@@ -77,7 +90,7 @@ class JobQueue:
         the database and the sweeper will enqueue it) a warning for the user, and None."""
         queue = self._state.queue
         if queue is None:
-            func(*args)
+            job_function(func)(*args)
             return None
         try:
             return queue.enqueue(func, args=args, job_id=job_id, **rq_options).id
@@ -85,7 +98,7 @@ class JobQueue:
             _unavailable(exc, outbox)
             return None
 
-    def enqueue_many(self, func: Callable[..., Any], calls: list[tuple[tuple, str]],
+    def enqueue_many(self, func: JobRef, calls: list[tuple[tuple, str]],
                      outbox: bool = False, **rq_options: Any) -> None:
         """Run `func(*args)` for each (args, job id) of `calls`: in Redis pipelines of
         PIPELINE_SIZE jobs (a lock's thousands of notices cost a few round trips, not one per
@@ -93,8 +106,9 @@ class JobQueue:
         for `enqueue`."""
         queue = self._state.queue
         if queue is None:
+            run = job_function(func)
             for args, _job_id in calls:
-                func(*args)
+                run(*args)
             return
         try:
             for start in range(0, len(calls), PIPELINE_SIZE):

@@ -11,14 +11,15 @@ from flask_babel import lazy_gettext as _l
 
 from app import models as m
 from app.extensions import db
-from app.security import Actor, scoped
+from app.scoping.actor import Actor
+from app.scoping.rules import scoped
 
 MANAGED = "managed"
 ROLLUP = "rollup"
 UNITS = "DelegationUnitView"
 PERSONS = "DelegationPersonView"
 # The list filters (`_flt_<index>_<column>`) the links use, per list: FAB numbers each
-# column's filters in the order of its converter (app.views.base.ScopedFilterConverter).
+# column's filters in the order of its converter (app.scoping.interface.ScopedFilterConverter).
 FILTERS = {
     UNITS: {"status": "_flt_0_status", "category": "_flt_0_unit_category",
             "region": "_flt_0_unit_region", "sub": "_flt_0_sub_delegation",

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from app import models as m
 from app.extensions import db, queue
-from app.jobs import make_invoice_pdf
 from app.queue import PIPELINE_SIZE, REDIS_ERRORS, QueueUnavailable
 from app.tasks import enqueue_task, fail_stalled_tasks
+from app.workflow.invoices import MAKE_PDF
 from app.workflow.notices import enqueue_sends
 from app.workflow.refunds import ONLINE, enqueue_refund
 
@@ -70,7 +70,7 @@ def sweep() -> dict[str, int]:
                                                Inv.status == m.InvoiceStatus.issued)))
         .order_by(Inv.id))), lambda i: f"invoice-pdf-{i}")
     for invoice_id in invoices:
-        queue.enqueue(make_invoice_pdf, invoice_id, job_id=f"invoice-pdf-{invoice_id}")
+        queue.enqueue(MAKE_PDF, invoice_id, job_id=f"invoice-pdf-{invoice_id}")
     counts["invoices"] = len(invoices)
 
     # Online refunds sent to their provider and not settled: ask again.

@@ -1,8 +1,9 @@
 """Long batch actions and exports as background tasks: a task row the browser polls for its
 progress, a job that runs the same workflow function as the inline path, and its report.
 
-Operations are registered by name (`@operation("lock_persons")`); each receives the actor, the
-task's parameters and a `progress(done, total)` callback, and returns a report dict.
+Operations are registered by name in OPERATIONS (the batch operations' table in
+app/workflow/operations.py, `@operation("export_units")` for the exports); each receives the
+actor, the task's parameters and a `progress(done, total)` callback, and returns a report.
 
 A running task beats (`heartbeat_at`) on its own connection; one whose beats stopped lost its
 worker (killed mid-task: its transaction rolled back) and is marked failed with
@@ -23,7 +24,8 @@ from flask_babel import lazy_gettext as _l
 from app import models as m
 from app.clock import now
 from app.extensions import db, queue
-from app.security import WRITE, Actor, acting_as, actor_for_user, scoped
+from app.scoping.actor import WRITE, Actor, acting_as, actor_for_user
+from app.scoping.rules import scoped
 from app.workflow.audit import record
 from app.workflow.errors import BatchResult, WorkflowError
 

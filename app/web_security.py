@@ -149,7 +149,7 @@ def _throttle_logins(app: Flask, appbuilder: AppBuilder) -> None:
 def _refuse_throttled(exc: RateLimitExceeded) -> Any:
     """429 in the user's language; a held login is audited with the account and address."""
     from app.errors import error_response, status_message
-    from app.security import ANONYMOUS
+    from app.scoping.actor import ANONYMOUS
     from app.workflow.audit import record
 
     db.session.rollback()

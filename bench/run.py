@@ -32,7 +32,7 @@ sys.path.insert(0, ROOT)
 from app import clock, create_app  # noqa: E402
 from app import models as m  # noqa: E402
 from app.extensions import db  # noqa: E402
-from app.security import actor_for_user  # noqa: E402
+from app.scoping.actor import actor_for_user  # noqa: E402
 from bench.generate import generate  # noqa: E402
 from tests.conftest import UNIT_A, Client, free_port  # noqa: E402
 from tests.test_tag_and_lock import count_statements  # noqa: E402

@@ -4,8 +4,10 @@ printed with Chinese text and QR codes, and badges travel in parcels of at most 
 unit can follow (and no other unit can see)."""
 from __future__ import annotations
 
+import ast
 import io
 import re
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from app import models as m
 from app import storage
 from app.extensions import db
-from app.security import actor_for_user
+from app.scoping.actor import actor_for_user
 from app.workflow import addresses, badges, delivery, locking
 from app.workflow import persons as person_flow
 from app.workflow.editions import current_edition
@@ -91,6 +93,20 @@ def pdf_text(data: bytes) -> list[str]:
 
 
 # ------------------------------------------------------------------------- production ------
+
+def test_the_card_printer_reads_the_token_module_not_the_badge_workflow():
+    """documents/ is called by the workflow and never imports it; the signed QR token lives
+    in app.badge_tokens (crypto only, nothing of the app), which both use: no cycle."""
+    app_dir = Path(__file__).parents[1] / "app"
+
+    def imported(path: Path) -> set[str]:
+        return {node.module or "" for node in ast.walk(ast.parse(path.read_text("utf-8")))
+                if isinstance(node, ast.ImportFrom)}
+
+    for path in sorted((app_dir / "documents").glob("*.py")):
+        assert not any(name.startswith("app.workflow") for name in imported(path)), path
+    assert not any(name.startswith("app") for name in imported(app_dir / "badge_tokens.py"))
+
 
 def test_production_gives_numbers_moves_persons_and_audits(app, login, world):
     ids = approved_persons(world, "浦东医疗", 3, "N")

@@ -72,7 +72,7 @@ def test_a_large_list_confirms_all_matching_rows_with_their_exact_number(page, w
         dialog.accept()
 
     page.on("dialog", answer)
-    from app.security import actor_for_user
+    from app.scoping.actor import actor_for_user
     from app.workflow.units import approve_units
 
     approve_units(actor_for_user(world.user("sh-delegation")),

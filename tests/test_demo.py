@@ -9,7 +9,7 @@ from app import models as m
 from app.clock import SHANGHAI
 from app.demo import load_demo
 from app.extensions import db
-from app.security import ROLES
+from app.scoping.actor import ROLES
 from app.validation import normalise_id_number, normalise_uscc
 
 

@@ -214,7 +214,7 @@ def test_a_formula_in_a_name_stays_text(login, world):
 
 def test_progress_is_reported_while_rows_are_written(world, monkeypatch):
     from app import exports
-    from app.security import actor_for_user
+    from app.scoping.actor import actor_for_user
 
     monkeypatch.setattr(exports, "PROGRESS_EVERY", 3)
     calls = []

@@ -12,8 +12,9 @@ import sqlalchemy as sa
 
 from app import clock
 from app import models as m
+from app.badge_tokens import badge_token
 from app.extensions import db
-from app.security import actor_for_user
+from app.scoping.actor import actor_for_user
 from app.workflow import badges
 from app.workflow import persons as person_flow
 from tests.conftest import UNIT_A, text_of
@@ -25,7 +26,7 @@ OPENING = datetime.fromisoformat("2022-11-05T09:00:00+08:00")
 
 def token_of(badge: m.Badge) -> str:
     db.session.refresh(badge)
-    return badges.badge_token(badge.id, badge.token_nonce)
+    return badge_token(badge.id, badge.token_nonce)
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ def test_forged_and_unknown_codes(login, world, issued):
         assert result == "forged", forged
         assert "林晓" not in page
     # Genuinely signed, but no such badge, or an earlier code of a badge printed anew.
-    assert scan_page(gate, badges.badge_token(999999, "0" * 32))[0] == "unknown"
+    assert scan_page(gate, badge_token(999999, "0" * 32))[0] == "unknown"
     client = login("admin")
     client.get(client.action("/badges/all", "reprint_badges", [issued.id])
                .headers["Location"])

@@ -22,8 +22,8 @@ from app import clock
 from app import models as m
 from app.extensions import db
 from app.gateways import payments as gw
-from app.gateways.sandbox import NotifyRequest, PaymentSandbox
-from app.security import actor_for_user
+from app.sandbox.simulator import NotifyRequest, PaymentSandbox
+from app.scoping.actor import actor_for_user
 from app.workflow.payments import cancel_order
 from tests.conftest import UNIT_A, UNIT_B, Client, free_port
 
@@ -391,7 +391,7 @@ def test_replayed_notification_changes_nothing_and_is_acknowledged(app, login, w
 def test_stale_wechat_notification_is_refused(app, login, world, sandbox, monkeypatch):
     payment = open_payment(login(UNIT_A), "wechat")
     before = state(world)
-    import app.gateways.sandbox as sandbox_module
+    import app.sandbox.simulator as sandbox_module
 
     real = sandbox_module.time.time
     monkeypatch.setattr(sandbox_module.time, "time", lambda: real() - 600)

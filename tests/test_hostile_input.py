@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from app import models as m
 from app.extensions import db
 from app.input_checks import field_label
-from app.security import actor_for_user
+from app.scoping.actor import actor_for_user
 from app.views.base import ScopedModelView
 from app.workflow import payments
 from tests.conftest import UNIT_A, UNIT_F, Client

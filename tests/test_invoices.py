@@ -16,7 +16,7 @@ from app import create_app, storage
 from app import models as m
 from app.demo import make_uscc
 from app.extensions import db
-from app.security import SYSTEM, actor_for_user
+from app.scoping.actor import SYSTEM, actor_for_user
 from app.workflow import WorkflowError, invoices, payments
 from tests.conftest import UNIT_A, UNIT_B, Client, base_config, run_worker, text_of
 from tests.test_scoping import PDF, Upload

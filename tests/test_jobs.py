@@ -2,12 +2,17 @@
 inline (no Redis) in the embedded default. Jobs are safe to run twice."""
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
 from app import create_app
 from app import models as m
 from app.extensions import db
+from app.queue import job_function
 from tests.conftest import Client, base_config, free_port, run_worker
 
 NS = m.NotificationStatus
@@ -120,3 +125,23 @@ def test_thousands_of_notices_cost_one_insert_and_go_to_redis_with_their_retries
     assert queue.count == 7000
     job = queue.fetch_job(f"notify-{created[-1]}")
     assert job.args == (created[-1],) and job.retries_left == 4
+    assert job.func_name == "app.jobs.send_notification"
+
+
+def test_the_workflow_names_its_jobs_and_never_imports_them():
+    """The workflow enqueues jobs by dotted name, so app.jobs imports the workflow and not the
+    other way round (no cycle); every name it uses is a job of app.jobs."""
+    root = Path(__file__).parents[1] / "app"
+    named = set()
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and re.fullmatch(r"app\.jobs\.\w+", node.value):
+                named.add(node.value)
+            if path.parent.name == "workflow" and isinstance(node, ast.ImportFrom):
+                assert node.module != "app.jobs", path
+            if path.parent.name == "workflow" and isinstance(node, ast.Import):
+                assert "app.jobs" not in [alias.name for alias in node.names], path
+    assert named == {"app.jobs.send_notification", "app.jobs.send_verification_code",
+                     "app.jobs.send_refund", "app.jobs.make_invoice_pdf"}
+    assert all(job_function(name).__module__ == "app.jobs" for name in named)

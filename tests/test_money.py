@@ -13,7 +13,7 @@ from openpyxl import load_workbook
 from app import clock
 from app import models as m
 from app.extensions import db
-from app.security import actor_for_user
+from app.scoping.actor import actor_for_user
 from app.workflow import payments
 from app.workflow.errors import WorkflowError
 from tests.conftest import UNIT_A, UNIT_B, Client, text_of

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from app import models as m
 from app.extensions import db
-from app.security import actor_for_user
+from app.scoping.actor import actor_for_user
 from app.workflow import documents
 from tests.conftest import UNIT_A, UNIT_B, UNIT_E, text_of
 

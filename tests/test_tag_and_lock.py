@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from app import clock, create_app
 from app import models as m
 from app.extensions import db
-from app.security import actor_for_user
+from app.scoping.actor import actor_for_user
 from app.workflow import persons as person_flow
 from app.workflow.locking import lock_notices
 from tests.conftest import UNIT_A, UNIT_B, Client, base_config, run_worker, sms_messages, text_of

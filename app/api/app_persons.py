@@ -13,7 +13,7 @@ from app import models as m
 from app.errors import status_message
 from app.extensions import db
 from app.i18n import pick
-from app.security import current_actor
+from app.scoping.actor import current_actor
 from app.workflow import app_persons
 from app.workflow.errors import WorkflowError
 from app.workflow.persons import PersonData

@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response
 
 from app import models as m
 from app.api.app_persons import TEXT, AppApi, InputSchema
-from app.security import current_actor
+from app.scoping.actor import current_actor
 from app.workflow import gate
 from app.workflow.errors import WorkflowError
 

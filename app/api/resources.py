@@ -20,9 +20,9 @@ from marshmallow.fields import Field
 
 from app import models as m
 from app.extensions import db
-from app.security import write_scope
-from app.views.base import ScopedInterface
-from app.views.labels import COLUMN_LABELS
+from app.labels import COLUMN_LABELS
+from app.scoping.actor import write_scope
+from app.scoping.interface import ScopedInterface
 from app.workflow.editions import current_edition
 from app.workflow.errors import InputRefused
 

@@ -26,9 +26,9 @@ from reportlab.pdfgen.canvas import Canvas
 
 from app import models as m
 from app import storage
+from app.badge_tokens import badge_token
 from app.documents.fonts import cjk_font
 from app.extensions import db
-from app.workflow.badges import badge_token
 
 COLUMNS, ROWS = 2, 4
 CARD_W, CARD_H = 95 * mm, 68 * mm

@@ -62,7 +62,6 @@ def register_views(appbuilder: AppBuilder) -> None:
     # signatures are checked instead. Only this view's blueprint is exempt.
     notify = appbuilder.add_view_no_menu(payments.PaymentNotifyView)
     csrf.exempt(notify.blueprint)
-    appbuilder.add_view_no_menu(payments.PaymentSandboxView)
 
     deleg = ("Delegation", _l("Delegation"), "fa-sitemap")
     add(delegation.DelegationUnitView, "Delegation units", _l("Units"), "fa-building", *deleg)

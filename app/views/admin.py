@@ -7,9 +7,10 @@ from flask_babel import lazy_gettext as _l
 
 from app import models as m
 from app.extensions import db
-from app.security import current_actor
-from app.views.base import ScopedInterface, ScopedModelView
-from app.views.labels import MASKED
+from app.labels import MASKED
+from app.scoping.actor import current_actor
+from app.scoping.interface import ScopedInterface
+from app.views.base import ScopedModelView
 from app.workflow.errors import WorkflowError
 
 
@@ -30,7 +31,7 @@ class EditionView(ScopedModelView):
         "online_pay_deadline": _l("Beijing time"),
     }
 
-    def before_save(self, item: m.Edition, created: bool) -> None:
+    def pre_add(self, item: m.Edition) -> None:
         if item.end_date < item.start_date:
             raise WorkflowError(_l("The last exhibition day cannot be before the first."), 400)
         if item.badge_fee_fen is None or item.badge_fee_fen < 0:
@@ -38,6 +39,8 @@ class EditionView(ScopedModelView):
         if item.is_current:
             db.session.execute(sa.update(m.Edition).where(m.Edition.id != item.id)
                                .values(is_current=False))
+
+    pre_update = pre_add
 
 
 class DelegationView(ScopedModelView):
@@ -53,12 +56,14 @@ class DelegationView(ScopedModelView):
                                   "rollup_delegation", "region", "active"]
     search_columns = ["code", "name_zh", "name_en", "kind", "parent"]
 
-    def before_save(self, item: m.Delegation, created: bool) -> None:
+    def pre_add(self, item: m.Delegation) -> None:
         if item.rollup_delegation is not None and item.kind is not m.DelegationKind.industry:
             raise WorkflowError(_l("Only an industry delegation is counted under another "
                                    "delegation."), 400)
         if item.parent is not None and item.parent.parent_id is not None:
             raise WorkflowError(_l("A sub-delegation cannot have sub-delegations."), 400)
+
+    pre_update = pre_add
 
 
 class ZoneView(ScopedModelView):
@@ -84,10 +89,12 @@ class ReferralCodeView(ScopedModelView):
                                   "active"]
     search_columns = ["code", "partner_name_zh", "regional"]
 
-    def before_save(self, item: m.ReferralCode, created: bool) -> None:
+    def pre_add(self, item: m.ReferralCode) -> None:
         item.code = (item.code or "").strip().upper()
         if not item.code:
             raise WorkflowError(_l("Enter a code."), 400)
+
+    pre_update = pre_add
 
 
 class OrganiserView(ScopedModelView):
@@ -128,10 +135,12 @@ class DelegationExtensionView(ScopedModelView):
         "delegation": [["parent_id", FilterEqual, None]]
     }
 
-    def before_save(self, item: m.DelegationExtension, created: bool) -> None:
+    def pre_add(self, item: m.DelegationExtension) -> None:
         if not (item.reason or "").strip():
             raise WorkflowError(_l("Give a reason for the extension."), 400)
         item.granted_by_id = current_actor().user_id
+
+    pre_update = pre_add
 
 
 class AuditEventView(ScopedModelView):

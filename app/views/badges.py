@@ -18,17 +18,12 @@ from sqlalchemy.orm import joinedload
 
 from app import models as m
 from app.extensions import db
-from app.security import current_actor, get_scoped
+from app.labels import fmt_entry_days
+from app.scoping.actor import current_actor
+from app.scoping.interface import ScopedInterface, Selection
+from app.scoping.rules import get_scoped
 from app.tasks import start_task
-from app.views.base import (
-    ScopedInterface,
-    ScopedModelView,
-    Selection,
-    attempt,
-    batch_action,
-    flash_batch_result,
-)
-from app.views.labels import fmt_entry_days
+from app.views.base import ScopedModelView, attempt, batch_action, flash_batch_result
 from app.views.unit import current_edition_id
 from app.workflow import badges as badge_flow
 from app.workflow import delivery, gate

@@ -9,20 +9,19 @@ from flask_appbuilder import BaseView
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.fields import QuerySelectField
 from flask_appbuilder.fieldwidgets import Select2Widget
-from flask_appbuilder.models.sqla.filters import (
-    FilterEqualFunction,
-)
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import lazy_gettext as _l
 
 from app import models as m
+from app.exports import PERSONS, UNITS
 from app.extensions import db
 from app.formatting import mask_email, mask_mobile
-from app.security import current_actor, get_scoped, scoped
+from app.labels import COLUMN_LABELS
+from app.scoping.actor import current_actor
+from app.scoping.interface import ScopedInterface, Selection
+from app.scoping.rules import get_scoped, scoped
 from app.statistics import delegation_statistics
-from app.views.base import ScopedInterface, ScopedModelView, Selection, batch_action, download_link
-from app.views.labels import COLUMN_LABELS, MASKED, fmt_entry_days
-from app.views.unit import current_edition_id
+from app.views.base import ScopedModelView, batch_action, download_link
 from app.workflow.audit import record
 from app.workflow.editions import current_edition
 
@@ -65,13 +64,14 @@ def _delegation_field(column: str, top_level: bool) -> QuerySelectField:
 
 
 class DelegationPersonView(ScopedModelView):
-    """Persons of the delegation's units; ID and mobile numbers are masked."""
+    """Persons of the delegation's units; ID and mobile numbers are masked. The rows, search
+    columns and formatters are those its export writes (app.exports.PERSONS)."""
 
     route_base = "/delegation/persons"
     class_permission_name = "DelegationPersons"
-    datamodel = ScopedInterface(m.PersonRegistration)
-    title = _l("Persons")
-    base_filters = [["edition_id", FilterEqualFunction, current_edition_id]]
+    datamodel = ScopedInterface(PERSONS.model)
+    title = PERSONS.title
+    base_filters = PERSONS.base_filters
     base_order = ("id", "desc")
     list_columns = ["person.name", "unit_registration.unit.name", "person.id_type",
                     "person.id_number", "person.mobile", "tag", "entry_days", "status",
@@ -80,8 +80,7 @@ class DelegationPersonView(ScopedModelView):
                     "person.id_type", "person.id_number", "person.nationality", "person.mobile",
                     "person.job_title", "tag", "previous_tag", "entry_days", "status",
                     "is_reuse"]
-    search_columns = ["status", "tag", "is_reuse", "person_name", "unit_name",
-                      "unit_delegation_id", "unit_sub_delegation_id", "submitted_at"]
+    search_columns = PERSONS.search_columns
     search_form_extra_fields = {
         "unit_delegation_id": _delegation_field("unit_delegation_id", top_level=True),
         "unit_sub_delegation_id": _delegation_field("unit_sub_delegation_id", top_level=False),
@@ -89,9 +88,7 @@ class DelegationPersonView(ScopedModelView):
     base_permissions = ["can_list", "can_show", "can_reveal", "can_export"]
     export_operation = "export_persons"
     show_template = "ciie/person_show.html"
-    formatters_columns = {"person.id_number": MASKED["person.id_number"],
-                          "person.mobile": MASKED["person.mobile"],
-                          "entry_days": fmt_entry_days}
+    formatters_columns = PERSONS.formatters_columns
 
     @batch_action("tag_visitor", _l("Tag: professional visitor"), None, "fa-tag")
     def tag_visitor(self, selection: Selection):
@@ -127,13 +124,14 @@ class DelegationPersonView(ScopedModelView):
 
 
 class DelegationUnitView(ScopedModelView):
-    """Units of the delegation (and its sub-delegations); roll-ups are read-only."""
+    """Units of the delegation (and its sub-delegations); roll-ups are read-only. The rows,
+    search columns and formatters are those its export writes (app.exports.UNITS)."""
 
     route_base = "/delegation/units"
     class_permission_name = "DelegationUnits"
-    datamodel = ScopedInterface(m.UnitRegistration)
-    title = _l("Units")
-    base_filters = [["edition_id", FilterEqualFunction, current_edition_id]]
+    datamodel = ScopedInterface(UNITS.model)
+    title = UNITS.title
+    base_filters = UNITS.base_filters
     base_order = ("id", "desc")
     list_columns = ["unit.name", "unit.uscc", "unit.region", "unit.category", "sub_delegation",
                     "status", "unit_number", "submitted_at"]
@@ -141,8 +139,7 @@ class DelegationUnitView(ScopedModelView):
                     "sub_delegation", "status", "unit_number", "review_reason", "contact_name",
                     "contact_title", "contact_mobile", "contact_email", "purchase_intentions",
                     "zones", "reason", "referral_code", "submitted_at", "reviewed_at"]
-    search_columns = ["status", "unit_name", "unit_uscc", "unit_category", "unit_region",
-                      "delegation", "sub_delegation", "submitted_at"]
+    search_columns = UNITS.search_columns
     search_form_extra_fields = {
         "delegation": _delegation_field("delegation", top_level=True),
         "sub_delegation": _delegation_field("sub_delegation", top_level=False),
@@ -150,7 +147,7 @@ class DelegationUnitView(ScopedModelView):
     related_views = [DelegationDocumentView, DelegationPersonView]
     base_permissions = ["can_list", "can_show", "can_export"]
     export_operation = "export_units"
-    formatters_columns = {"contact_mobile": MASKED["contact_mobile"]}
+    formatters_columns = UNITS.formatters_columns
     reason_actions = ("return_units", "reject_units")
 
     @batch_action("approve_units", _l("Approve"),

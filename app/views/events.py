@@ -4,8 +4,9 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 
 from app import models as m
-from app.security import current_actor
-from app.views.base import ScopedInterface, ScopedModelView, Selection, batch_action
+from app.scoping.actor import current_actor
+from app.scoping.interface import ScopedInterface, Selection
+from app.views.base import ScopedModelView, batch_action
 from app.workflow import events
 from app.workflow.errors import WorkflowError
 
@@ -26,17 +27,19 @@ class OrganiserEventView(ScopedModelView):
     search_columns = ["status", "title_zh"]
     description_columns = {"starts_at": _l("Beijing time"), "ends_at": _l("Beijing time")}
 
-    def before_save(self, item: m.Event, created: bool) -> None:
+    def pre_add(self, item: m.Event) -> None:
         actor = current_actor()
-        if created:
-            if actor.organiser_id is None and not actor.is_admin:
-                raise WorkflowError(_l("Only an event organiser can publish events."), 403)
-            from app.workflow.editions import current_edition
+        if actor.organiser_id is None and not actor.is_admin:
+            raise WorkflowError(_l("Only an event organiser can publish events."), 403)
+        from app.workflow.editions import current_edition
 
-            item.organiser_id = item.organiser_id or actor.organiser_id
-            item.edition_id = current_edition().id
-            item.status = m.EventStatus.draft
-            item.seats_taken = 0
+        item.organiser_id = item.organiser_id or actor.organiser_id
+        item.edition_id = current_edition().id
+        item.status = m.EventStatus.draft
+        item.seats_taken = 0
+        events.check_event(item)
+
+    def pre_update(self, item: m.Event) -> None:
         events.check_event(item)
 
     @batch_action("publish_events", _l("Publish"), None, "fa-bullhorn")

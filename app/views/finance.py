@@ -24,8 +24,10 @@ from markupsafe import Markup
 
 from app import models as m
 from app.clock import today_shanghai
-from app.security import current_actor, get_scoped
-from app.views.base import ScopedInterface, ScopedModelView, Selection, attempt, batch_action
+from app.scoping.actor import current_actor
+from app.scoping.interface import ScopedInterface, Selection
+from app.scoping.rules import get_scoped
+from app.views.base import ScopedModelView, attempt, batch_action
 from app.workflow import reconciliation, statements
 
 

@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 from app import models as m
 from app.clock import SHANGHAI, today_shanghai
 from app.extensions import db
-from app.security import (
+from app.scoping.actor import (
     ADMIN,
     DELEGATION,
     FINANCE,
@@ -25,8 +25,8 @@ from app.security import (
     UNIT,
     Actor,
     current_actor,
-    scoped,
 )
+from app.scoping.rules import scoped
 from app.workflow.editions import current_edition
 from app.workflow.errors import WorkflowError
 from app.workflow.progress import progress

@@ -21,8 +21,10 @@ from wtforms.validators import DataRequired, Length, Optional
 from app import models as m
 from app.extensions import db
 from app.formatting import fmt_datetime, fmt_money
-from app.security import current_actor, get_scoped, scoped
-from app.views.base import ScopedInterface, ScopedModelView, Selection, attempt, batch_action
+from app.scoping.actor import current_actor
+from app.scoping.interface import ScopedInterface, Selection
+from app.scoping.rules import get_scoped, scoped
+from app.views.base import ScopedModelView, attempt, batch_action
 from app.workflow import invoices
 
 INVOICE_LABELS = {

@@ -25,7 +25,8 @@ from app.clock import SHANGHAI
 from app.extensions import db
 from app.formatting import fmt_datetime
 from app.i18n import pick
-from app.security import current_actor, get_scoped
+from app.scoping.actor import current_actor
+from app.scoping.rules import get_scoped
 from app.views.base import attempt
 from app.workflow import persons, unit_info
 from app.workflow.documents import EDITABLE_UNIT_STATES

@@ -13,7 +13,8 @@ from flask_babel import gettext as _
 
 from app import models as m
 from app.extensions import db
-from app.security import current_actor, get_scoped, scoped
+from app.scoping.actor import current_actor
+from app.scoping.rules import get_scoped, scoped
 from app.views.base import attempt
 from app.workflow import payments
 

@@ -1,5 +1,5 @@
 """Online payment pages: the unit pays an order by QR code or B2B bank gateway; providers
-notify us server to server; the local sandbox's pages stand for the providers' sites.
+notify us server to server. Only HTTP lives here: the money rules are in app.workflow.payments.
 
 - `/unit/orders/pay/<order>`: the unit's payment page for one of its orders (scoped: another
   unit's order is a 404), choosing Alipay, WeChat Pay, UnionPay (QR) or B2B (bank page).
@@ -7,8 +7,6 @@ notify us server to server; the local sandbox's pages stand for the providers' s
   payment's status until it is confirmed.
 - `POST /pay/notify/<channel>`: providers' notifications, public and exempt from CSRF (they
   are server to server; their signatures are the proof), answered as each provider expects.
-- `/sandbox/pay/...`: the sandbox's 'scan with your phone' and bank pages (no login; 404 when
-  `PAYMENT_SANDBOX` is off).
 """
 from __future__ import annotations
 
@@ -29,13 +27,13 @@ from app.gateways.payments import (
     PaymentGateway,
     gateway_for,
 )
-from app.gateways.sandbox import PaymentSandbox, current_sandbox
-from app.security import SYSTEM, current_actor, get_scoped
-from app.workflow.audit import record
+from app.scoping.actor import current_actor
+from app.scoping.rules import get_scoped
 from app.workflow.errors import WorkflowError
 from app.workflow.payments import (
-    confirm_online_payment,
-    require_payment_window,
+    NotificationOutcome,
+    payment_refusal,
+    settle_notification,
     start_online_payment,
 )
 
@@ -43,11 +41,10 @@ log = logging.getLogger(__name__)
 
 Ch = m.PaymentChannel
 PayS = m.PaymentStatus
-OS = m.OrderStatus
 ONLINE_CHANNELS = (Ch.alipay, Ch.wechat, Ch.unionpay, Ch.b2b)
 
 
-def _channel(value: str, allowed: tuple[m.PaymentChannel, ...]) -> m.PaymentChannel:
+def channel_or_404(value: str, allowed: tuple[m.PaymentChannel, ...]) -> m.PaymentChannel:
     """The channel named in a URL or form, if it is one of `allowed`; else 404."""
     channel = m.PaymentChannel.__members__.get(value)
     if channel not in allowed:
@@ -64,14 +61,24 @@ def qr_image(content: str) -> str:
 # Notifications
 # --------------------------------------------------------------------------------------------
 
-def receive_notification(gateway: PaymentGateway, req: Request) -> Response:
-    """Verify a provider's notification and confirm the payment it reports, once.
+# How each outcome is logged: (level, message % (channel, payment, provider trade, amount)).
+OUTCOME_LOG = {
+    NotificationOutcome.confirmed: (logging.INFO, "%s payment %s confirmed (%s, %s fen)"),
+    NotificationOutcome.already_confirmed: (
+        logging.INFO, "%s notification for %s repeated; already confirmed (%s, %s fen)"),
+    NotificationOutcome.not_paid: (
+        logging.INFO, "%s notification for %s reports no payment (%s, %s fen)"),
+    NotificationOutcome.refused: (
+        logging.WARNING, "%s notification refused: payment %s, provider trade %s, %s fen "
+        "(unknown payment, other channel or amount, or not payable now)"),
+}
 
-    Forged or altered notifications fail verification; a verified one that does not fit (an
-    unknown payment, another channel, another amount, an order no longer payable) changes
-    nothing and is refused, so a genuine problem keeps the provider retrying while we look;
-    a replay of what is already confirmed is acknowledged, so the provider stops. Every
-    refusal is logged; those naming one of our payments are also audited."""
+
+def receive_notification(gateway: PaymentGateway, req: Request) -> Response:
+    """Verify a provider's notification, let the workflow settle it, answer as the provider
+    expects. Forged or altered notifications fail verification and are rejected; a refused
+    one keeps the provider retrying while we look; every other outcome is acknowledged, so
+    the provider stops. Every outcome is logged."""
     channel = gateway.channel
     try:
         note = gateway.verify_notification(req)
@@ -79,40 +86,13 @@ def receive_notification(gateway: PaymentGateway, req: Request) -> Response:
         log.warning("%s notification rejected (from %s): %s", channel.value, req.remote_addr,
                     exc)
         return gateway.reject()
-    if not note.paid:
-        log.info("%s notification for %s reports no payment", channel.value,
-                 note.payment_number)
-        return gateway.acknowledge()
-    P = m.Payment
-    # Columns only: loading the Payment here would let the session keep a stale status past
-    # the row lock that confirm_online_payment takes.
-    found_channel = db.session.scalar(sa.select(P.channel).where(
-        P.number == note.payment_number))
-    if found_channel is channel and confirm_online_payment(
-            note.payment_number, note.provider_trade_no, note.amount_fen, SYSTEM):
-        log.info("%s payment %s confirmed (%s)", channel.value, note.payment_number,
-                 note.provider_trade_no)
-        return gateway.acknowledge()
-    db.session.rollback()
-    payment = db.session.scalars(sa.select(P).where(P.number == note.payment_number)
-                                 ).one_or_none()
-    if payment is not None and payment.channel is channel \
-            and payment.status is PayS.confirmed \
-            and payment.provider_trade_no == note.provider_trade_no \
-            and payment.amount_fen == note.amount_fen:
-        log.info("%s notification for %s repeated; already confirmed", channel.value,
-                 note.payment_number)
-        return gateway.acknowledge()
-    log.warning("%s notification refused: payment %s, provider trade %s, %s fen (unknown "
-                "payment, other channel or amount, or not payable now)", channel.value,
-                note.payment_number, note.provider_trade_no, note.amount_fen)
-    if payment is not None:
-        record(SYSTEM, "payment", payment.id, "notification_refused", detail={
-            "channel": channel.value, "provider_trade_no": note.provider_trade_no,
-            "amount_fen": note.amount_fen, "payment_status": payment.status.value,
-            "order_status": payment.order.status.value})
-        db.session.commit()
-    return gateway.reject()
+    outcome = settle_notification(channel, note)
+    level, message = OUTCOME_LOG[outcome]
+    log.log(level, message, channel.value, note.payment_number, note.provider_trade_no,
+            note.amount_fen)
+    if outcome is NotificationOutcome.refused:
+        return gateway.reject()
+    return gateway.acknowledge()
 
 
 class PaymentNotifyView(BaseView):
@@ -123,7 +103,7 @@ class PaymentNotifyView(BaseView):
 
     @expose("/notify/<string:channel>", methods=["POST"])
     def notify(self, channel: str):
-        online = _channel(channel, ONLINE_CHANNELS)
+        online = channel_or_404(channel, ONLINE_CHANNELS)
         try:
             gateway = gateway_for(online)
         except GatewayError:
@@ -136,19 +116,6 @@ class PaymentNotifyView(BaseView):
 # --------------------------------------------------------------------------------------------
 # The unit's pages
 # --------------------------------------------------------------------------------------------
-
-def payment_refusal(order: m.Order) -> str | None:
-    """Why the order cannot be paid online now, in the reader's language (None: it can)."""
-    if order.status is OS.paid:
-        return _("This order is paid.")
-    if order.status is not OS.pending:
-        return _("This order is not waiting for payment.")
-    try:
-        require_payment_window(order.edition, Ch.alipay)
-    except WorkflowError as exc:
-        return str(exc.message)
-    return None
-
 
 class UnitPaymentView(BaseView):
     """The unit pays its order online. Every page reads through the unit's scope."""
@@ -176,7 +143,7 @@ class UnitPaymentView(BaseView):
     @has_access
     @permission_name("pay")
     def start(self, order_id: int):
-        channel = _channel(request.form.get("channel", ""), ONLINE_CHANNELS)
+        channel = channel_or_404(request.form.get("channel", ""), ONLINE_CHANNELS)
         back = redirect(url_for(".order", order_id=order_id))
         try:
             payment = start_online_payment(current_actor(), order_id, channel)
@@ -235,55 +202,3 @@ class UnitPaymentView(BaseView):
         return jsonify({"status": payment.status.value, "label": str(payment.status.label),
                         "order_status": payment.order.status.value,
                         "paid": payment.status is PayS.confirmed})
-
-
-# --------------------------------------------------------------------------------------------
-# The sandbox's pages (the providers' sites)
-# --------------------------------------------------------------------------------------------
-
-class PaymentSandboxView(BaseView):
-    """What the payer sees at the provider, played by the sandbox. No login: a phone that
-    scans the QR code has none. Absent (404) unless PAYMENT_SANDBOX is on."""
-
-    route_base = "/sandbox/pay"
-
-    @staticmethod
-    def _sandbox() -> PaymentSandbox:
-        if not current_app.config["PAYMENT_SANDBOX"]:
-            abort(404)
-        return current_sandbox()
-
-    @expose("/qr/<string:channel>/<string:number>", methods=["GET", "POST"])
-    def qr_page(self, channel: str, number: str):
-        """'Scan with your phone': the QR code and the button that pays."""
-        sandbox = self._sandbox()
-        qr_channel = _channel(channel, m.QR_CHANNELS)
-        answer = sandbox.pay(qr_channel, number) if request.method == "POST" else None
-        trade = sandbox.ledger.trade(qr_channel, number)
-        if trade is None:
-            abort(404)
-        return self.render_template("ciie/pay/sandbox_qr.html", title=_("Payment sandbox"),
-                                    channel=qr_channel, trade=trade, answer=answer,
-                                    qr_image=qr_image(request.base_url))
-
-    @expose("/bank")
-    def bank(self):
-        """The bank's B2B page, opened with the merchant's signed parameters."""
-        trade = self._sandbox().open_b2b(request.args)
-        if trade is None:
-            abort(400)
-        return self.render_template("ciie/pay/sandbox_bank.html", title=_("Payment sandbox"),
-                                    trade=trade, answer=None)
-
-    @expose("/bank/<string:number>", methods=["POST"])
-    def bank_pay(self, number: str):
-        """Pay from the company account: notify the merchant, then go back to its page."""
-        sandbox = self._sandbox()
-        answer = sandbox.pay(Ch.b2b, number)
-        trade = sandbox.ledger.trade(Ch.b2b, number)
-        if answer is None or trade is None:
-            abort(404)
-        if answer.status == 200 and trade.return_url:
-            return redirect(trade.return_url)
-        return self.render_template("ciie/pay/sandbox_bank.html", title=_("Payment sandbox"),
-                                    trade=trade, answer=answer)

@@ -10,8 +10,10 @@ from flask_babel import lazy_gettext as _l
 
 from app import models as m
 from app.extensions import db
-from app.security import WRITE, current_actor, scoped
-from app.views.base import ScopedInterface, ScopedModelView, attempt
+from app.scoping.actor import WRITE, current_actor
+from app.scoping.interface import ScopedInterface
+from app.scoping.rules import scoped
+from app.views.base import ScopedModelView, attempt
 from app.workflow import refunds
 
 

@@ -7,7 +7,8 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from app import models as m
-from app.views.base import ScopedInterface, ScopedModelView, Selection, batch_action
+from app.scoping.interface import ScopedInterface, Selection
+from app.views.base import ScopedModelView, batch_action
 from app.views.unit import current_edition_id, thumbnail
 
 

@@ -9,7 +9,8 @@ from flask_babel import gettext as _
 from app import models as m
 from app.extensions import db
 from app.formatting import fmt_datetime
-from app.security import current_actor, get_scoped
+from app.scoping.actor import current_actor
+from app.scoping.rules import get_scoped
 from app.tasks import fail_stalled_tasks, run_again
 from app.views.base import attempt
 

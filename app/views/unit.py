@@ -16,18 +16,12 @@ from wtforms import BooleanField, FileField, SelectField, SelectMultipleField, S
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from app import models as m
-from app.security import current_actor, get_scoped, write_scope
-from app.views.base import (
-    ScopedInterface,
-    ScopedModelView,
-    Selection,
-    attempt,
-    batch_action,
-    download_link,
-    flash_batch_result,
-)
+from app.labels import fmt_entry_days
+from app.scoping.actor import current_actor, write_scope
+from app.scoping.interface import ScopedInterface, Selection
+from app.scoping.rules import get_scoped
+from app.views.base import ScopedModelView, attempt, batch_action, download_link, flash_batch_result
 from app.views.invoices import request_link as invoice_request_link
-from app.views.labels import fmt_entry_days
 from app.workflow import addresses, documents, events, payments, persons
 from app.workflow.editions import current_edition
 

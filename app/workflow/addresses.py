@@ -9,7 +9,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app import models as m
 from app.extensions import db
-from app.security import WRITE, Actor, get_scoped
+from app.scoping.actor import WRITE, Actor
+from app.scoping.rules import get_scoped
 from app.workflow.audit import record
 from app.workflow.errors import WorkflowError
 

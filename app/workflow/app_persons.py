@@ -8,7 +8,8 @@ from flask_babel import lazy_gettext as _l
 from app import models as m
 from app.clock import now
 from app.extensions import db
-from app.security import PERSON, READ, WRITE, Actor, actor_for_user, scoped
+from app.scoping.actor import PERSON, READ, WRITE, Actor, actor_for_user
+from app.scoping.rules import scoped
 from app.validation import ValidationFailed, check_password, normalise_username
 from app.workflow.audit import record
 from app.workflow.editions import current_edition, require_delegation_window

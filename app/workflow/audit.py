@@ -9,7 +9,7 @@ from app import models as m
 from app.clock import now
 from app.extensions import db
 from app.input_checks import check_lengths
-from app.security import Actor
+from app.scoping.actor import Actor
 
 
 def _state(value: Any) -> str | None:

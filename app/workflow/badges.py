@@ -1,5 +1,5 @@
-"""Badges: production for persons who passed security review, badge reuse, the signed QR
-token, printing, deactivation and new codes for lost cards.
+"""Badges: production for persons who passed security review, badge reuse, printing,
+deactivation and new codes for lost cards (the signed QR token itself is app.badge_tokens).
 
 A new badge gets a number (B05000001…), a random `token_nonce` and the printed snapshot (name,
 unit, delegation or sub-delegation, tag); its person moves approved → badge_issued with
@@ -7,92 +7,35 @@ unit, delegation or sub-delegation, tag); its person moves approved → badge_is
 re-activated for this edition and nothing is printed. An upgraded reuse person gets a new badge
 and the earlier one is deactivated (the gate refuses it from then on). Every step is set-based:
 a batch of 2 or 2,000 persons costs the same statements.
-
-The QR code holds `<badge id>.<nonce>.<signature>`: an HMAC-SHA256 (itsdangerous `Signer`, key
-derived from the app's SECRET_KEY with its own salt) over the id and the nonce. Nobody without
-the secret can make a code for another badge, and a new nonce makes every printed code of that
-badge worthless.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
-import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
-from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from itsdangerous import BadSignature, Signer
 
 from app import models as m
 from app import storage
+from app.badge_tokens import new_nonce
 from app.clock import now, now_shanghai
+from app.documents.badges import badge_sheet
 from app.extensions import db
-from app.security import WRITE, Actor, scoped
+from app.scoping.actor import WRITE, Actor
+from app.scoping.rules import scoped
 from app.tasks import report as task_report
 from app.workflow.audit import record_many
 from app.workflow.editions import current_edition
 from app.workflow.errors import BatchResult
 from app.workflow.numbers import reserve
-from app.workflow.persons import person_label
+from app.workflow.persons import PERSON_MOVES, person_label
 from app.workflow.transitions import as_id_select, move
 
-PS = m.PersonStatus
 PR = m.PersonRegistration
 UR = m.UnitRegistration
 B = m.Badge
-
-TOKEN_SALT = "ciie.badge-qr"
-# A genuine code is about 90 characters; anything much longer is refused before any crypto.
-MAX_TOKEN_LENGTH = 200
-_CLAIM = re.compile(r"([0-9]{1,10})\.([0-9a-f]{32})")
-
-
-# ---- the QR token -------------------------------------------------------------------------
-
-def new_nonce() -> str:
-    return secrets.token_hex(16)
-
-
-def _signer() -> Signer:
-    return Signer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT, sep=".",
-                  key_derivation="hmac", digest_method=hashlib.sha256)
-
-
-def badge_token(badge_id: int, nonce: str) -> str:
-    """The text of a badge's QR code: its id and nonce, signed."""
-    return _signer().sign(f"{badge_id}.{nonce}").decode()
-
-
-@dataclass(frozen=True)
-class TokenClaim:
-    badge_id: int
-    nonce: str
-
-
-def read_token(token: str | None) -> TokenClaim | None:
-    """What a genuine code says; None for a code this system did not sign (forged, altered,
-    damaged, or signed with another secret). The signature is compared in constant time."""
-    token = (token or "").strip()
-    if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
-        return None
-    signer = _signer()
-    try:
-        payload = signer.unsign(token).decode()
-    except BadSignature:
-        return None
-    # Base64 ignores the spare low bits of the last character, so several spellings of one
-    # signature decode alike; only the spelling this system writes is genuine.
-    if not hmac.compare_digest(signer.sign(payload).decode(), token):
-        return None
-    match = _CLAIM.fullmatch(payload)
-    if match is None:
-        return None
-    return TokenClaim(int(match.group(1)), match.group(2))
 
 
 # ---- production ---------------------------------------------------------------------------
@@ -125,13 +68,12 @@ def produce_badges(actor: Actor, ids: Iterable[int] | sa.Select,
     kept = sa.select(PR.id).where(PR.id.in_(selected), keeps_earlier_badge())
     checks = [(PR.edition_id == edition.id, _l("not registered for the current edition"))]
     moved_at = now()
-    reused = move(actor, PR, kept, action="issue_badge", from_states=[PS.approved],
-                  to_state=PS.badge_issued, label=person_label(), checks=checks, reason="reuse",
+    reused = move(actor, PR, kept, PERSON_MOVES["issue_badge"], label=person_label(),
+                  checks=checks, reason="reuse",
                   values={"badge_id": PR.previous_badge_id, "status_changed_at": moved_at},
                   commit=False)
     fresh = move(actor, PR, sa.select(PR.id).where(PR.id.in_(selected), PR.id.not_in(kept)),
-                 action="issue_badge", from_states=[PS.approved], to_state=PS.badge_issued,
-                 label=person_label(), checks=checks, reason="new",
+                 PERSON_MOVES["issue_badge"], label=person_label(), checks=checks, reason="new",
                  values={"status_changed_at": moved_at}, commit=False)
     production = Production(BatchResult(done=reused.done + fresh.done,
                                          refused=reused.refused + fresh.refused))
@@ -259,8 +201,6 @@ def print_sheet(actor: Actor, ids: Iterable[int] | sa.Select,
                 progress: Callable[[int, int], None], new_codes: bool = False) -> dict:
     """Print the selected badges on A4 sheets (a task operation): the report and the file.
     With `new_codes` every printed badge first gets a new nonce (a replacement card)."""
-    from app.documents.badges import badge_sheet
-
     result, badge_ids = printable(actor, ids)
     if new_codes:
         reissue_codes(actor, badge_ids)
@@ -275,8 +215,6 @@ def produce_and_print(actor: Actor, ids: Iterable[int] | sa.Select,
                       progress: Callable[[int, int], None]) -> dict:
     """Produce badges for the selected persons and print the new ones in the same task: the
     badges are committed only once their sheet exists. Re-activated badges are not printed."""
-    from app.documents.badges import badge_sheet
-
     production = produce_badges(actor, ids, commit=False)
     report = task_report(production.result)
     notes = [_("%(count)d new badge(s) printed.", count=len(production.new_badge_ids))]

@@ -3,7 +3,7 @@ changes until the delegation the claimant chose has confirmed who is asking. The
 its reasons are in docs/account-claims.md."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Iterable
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
@@ -12,9 +12,15 @@ from app import models as m
 from app.clock import now
 from app.extensions import db
 from app.formatting import mask_email, mask_mobile
-from app.security import ANONYMOUS, Actor
+from app.scoping.actor import ANONYMOUS, Actor
 from app.workflow.audit import record
-from app.workflow.claim_notices import claim_received_notices, decision_notices, handed_over_notices
+from app.workflow.claim_rules import (
+    CLAIM_MOVES,
+    claim_label,
+    claim_received_notices,
+    decision_notices,
+    handed_over_notices,
+)
 from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.notices import Notice, create_notices, enqueue_sends
 from app.workflow.registration import (
@@ -32,12 +38,6 @@ from app.workflow.units import require_review_window
 
 CS = m.ClaimStatus
 AC = m.AccountClaim
-
-
-def claim_label() -> Any:
-    return sa.select(m.Unit.name).where(m.Unit.id == AC.unit_id).scalar_subquery()
-
-
 def claim_account(data: NewUnit, address: str | None) -> m.AccountClaim:
     """Ask to register a returning unit afresh, once every check (password, SMS code, e-mail
     code) has failed. The account, its password and its contacts stay as they are; the contacts
@@ -98,8 +98,7 @@ def approve_claims(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
     edition = require_review_window(actor)
     UR = m.UnitRegistration
     registered = sa.exists().where(UR.unit_id == AC.unit_id, UR.edition_id == edition.id)
-    result = move(actor, AC, ids, action="approve", from_states=[CS.pending],
-                  to_state=CS.approved, label=claim_label(),
+    result = move(actor, AC, ids, CLAIM_MOVES["approve"], label=claim_label(),
                   checks=[(AC.edition_id == edition.id, _l("the request was made for another "
                                                            "edition")),
                           (~registered, _l("the unit has meanwhile proved its identity and "
@@ -122,7 +121,7 @@ def _hand_over(actor: Actor, claim: m.AccountClaim) -> list[Notice]:
     record(actor, "unit", unit.id, "account_handed_over", reason=f"claim #{claim.id}",
            detail={"claim": claim.id, "old_mobile": mask_mobile(unit.mobile),
                    "old_email": mask_email(unit.email)})
-    # A new password ends every session and API token of the account (app.security).
+    # A new password ends every session and API token of the account (app.security_manager).
     user.password = claim.password_hash
     user.first_name = claim.name[:64]
     unit.name, unit.name_en = claim.name, claim.name_en
@@ -144,8 +143,7 @@ def reject_claims(actor: Actor, ids: Iterable[int] | sa.Select, reason: str | No
     if not reason:
         raise WorkflowError(_l("Give a reason; the unit will see it."), 400)
     require_review_window(actor)
-    result = move(actor, AC, ids, action="reject", from_states=[CS.pending],
-                  to_state=CS.rejected, label=claim_label(), reason=reason,
+    result = move(actor, AC, ids, CLAIM_MOVES["reject"], label=claim_label(), reason=reason,
                   values={"decided_at": now(), "decided_by_id": actor.user_id,
                           "reason": reason}, commit=False)
     claims = db.session.scalars(sa.select(AC).where(AC.id.in_(result.done))).all()

@@ -15,16 +15,26 @@ from flask_babel import lazy_gettext as _l
 from app import models as m
 from app.clock import now
 from app.extensions import db
-from app.security import WRITE, Actor, get_scoped, scoped
+from app.scoping.actor import WRITE, Actor
+from app.scoping.rules import get_scoped, scoped
 from app.workflow.audit import record_many
 from app.workflow.editions import current_edition
 from app.workflow.errors import BatchResult, WorkflowError
-from app.workflow.transitions import as_id_select, move, wrong_state
+from app.workflow.transitions import Move, as_id_select, move, table, wrong_state
 
 B = m.Badge
 S = m.Shipment
 SS = m.ShipmentStatus
 BS = m.BadgeStatus
+# The parcel's state machine, and the badge's: a badge moves only with its parcel.
+SHIPMENT_MOVES = table({
+    "ship": Move(from_={SS.packed}, to=SS.shipped),
+    "deliver": Move(from_={SS.shipped}, to=SS.delivered),
+})
+BADGE_MOVES = table({
+    "ship": Move(from_={BS.produced}, to=BS.shipped),
+    "deliver": Move(from_={BS.shipped}, to=BS.delivered),
+})
 PARCEL_SLOTS = 10
 
 
@@ -141,8 +151,7 @@ def ship_parcel(actor: Actor, shipment_id: int, carrier: str, tracking_no: str) 
         raise WorkflowError(_l("Enter the carrier and the tracking number."), 400)
     if len(carrier) > 50 or len(tracking_no) > 64:
         raise WorkflowError(_l("The carrier or the tracking number is too long."), 400)
-    result = move(actor, S, [shipment_id], action="ship", from_states=[SS.packed],
-                  to_state=SS.shipped, label=shipment_label(),
+    result = move(actor, S, [shipment_id], SHIPMENT_MOVES["ship"], label=shipment_label(),
                   checks=[(S.id.in_(sa.select(B.shipment_id)), _l("the parcel is empty"))],
                   values={"carrier": carrier, "tracking_no": tracking_no, "shipped_at": now()},
                   reason=f"{carrier} {tracking_no}", commit=False)
@@ -150,23 +159,21 @@ def ship_parcel(actor: Actor, shipment_id: int, carrier: str, tracking_no: str) 
         raise WorkflowError(result.refused[0].reason)
     if not result.done:
         raise WorkflowError(_l("No such parcel."), 404)
-    _badges_follow(actor, result.done, "ship", BS.produced, BS.shipped)
+    _badges_follow(actor, result.done, BADGE_MOVES["ship"])
     db.session.commit()
 
 
 def deliver_parcels(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
     """The carrier delivered these parcels: they and their badges become delivered."""
-    result = move(actor, S, ids, action="deliver", from_states=[SS.shipped],
-                  to_state=SS.delivered, label=shipment_label(),
+    result = move(actor, S, ids, SHIPMENT_MOVES["deliver"], label=shipment_label(),
                   values={"delivered_at": now()}, commit=False)
     if result.done:
-        _badges_follow(actor, result.done, "deliver", BS.shipped, BS.delivered)
+        _badges_follow(actor, result.done, BADGE_MOVES["deliver"])
     db.session.commit()
     return result
 
 
-def _badges_follow(actor: Actor, shipment_ids: list[int], action: str, from_state: BS,
-                   to_state: BS) -> None:
+def _badges_follow(actor: Actor, shipment_ids: list[int], step: Move) -> None:
     """The badges of parcels that moved move with them (audited as the same actor)."""
-    move(actor, B, sa.select(B.id).where(B.shipment_id.in_(shipment_ids)), action=action,
-         from_states=[from_state], to_state=to_state, label=B.number, commit=False)
+    move(actor, B, sa.select(B.id).where(B.shipment_id.in_(shipment_ids)), step,
+         label=B.number, commit=False)

@@ -7,14 +7,17 @@ from flask_babel import lazy_gettext as _l
 from app import models as m
 from app import storage
 from app.extensions import db
-from app.security import WRITE, Actor, get_scoped
+from app.scoping.actor import WRITE, Actor
+from app.scoping.rules import get_scoped
 from app.workflow.audit import record
 from app.workflow.editions import current_edition
 from app.workflow.errors import WorkflowError
 from app.workflow.persons import unit_registration_for
+from app.workflow.units import UNIT_MOVES
 
 DOCUMENT_TYPES = ("application/pdf", "image/jpeg", "image/png")
-EDITABLE_UNIT_STATES = (m.UnitStatus.draft, m.UnitStatus.returned)
+# A unit edits its information exactly while it may still submit it.
+EDITABLE_UNIT_STATES = UNIT_MOVES["submit"].from_
 
 
 def _require_editable(registration: m.UnitRegistration) -> None:

@@ -51,13 +51,3 @@ def require_delegation_window(edition: m.Edition, delegation_id: int | None) -> 
         raise WorkflowError(_l(
             "The deadline for registration, review, tagging and locking passed on %(deadline)s "
             "(Beijing time).", deadline=_local(deadline)))
-
-
-def top_delegation_of(delegation_id: int | None) -> int | None:
-    """Extensions are granted to a top-level delegation and cover its sub-delegations."""
-    if delegation_id is None:
-        return None
-    parent = db.session.scalar(
-        sa.select(m.Delegation.parent_id).where(m.Delegation.id == delegation_id)
-    )
-    return parent or delegation_id

@@ -15,13 +15,14 @@ from app import models as m
 from app.clock import now
 from app.extensions import db
 from app.formatting import fmt_datetime
-from app.security import WRITE, Actor, scoped
+from app.scoping.actor import WRITE, Actor
+from app.scoping.rules import scoped
 from app.workflow.audit import record_many
 from app.workflow.editions import current_edition
 from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.notices import Notice, create_notices, enqueue_sends, render
 from app.workflow.persons import person_label, unit_registration_for
-from app.workflow.transitions import move, wrong_state
+from app.workflow.transitions import Move, move, table, wrong_state
 
 ES = m.EventStatus
 AS = m.ApplicationStatus
@@ -37,6 +38,18 @@ ACTIVE_APPLICATION_STATUSES = (AS.applied, AS.accepted)
 # persons (they get no badge and cannot enter the venue).
 APPLICABLE_PERSON_STATUSES = (PS.submitted, PS.awaiting_lock, PS.awaiting_payment, PS.in_order,
                               PS.awaiting_review, PS.approved, PS.badge_issued)
+
+# The event's and the application's state machines (docs/design.md, "States").
+EVENT_MOVES = table({
+    "publish": Move(from_={ES.draft}, to=ES.published),
+    "close": Move(from_={ES.draft, ES.published}, to=ES.closed),
+})
+APPLICATION_MOVES = table({
+    "accept": Move(from_={AS.applied}, to=AS.accepted),
+    "decline": Move(from_={AS.applied}, to=AS.declined),
+    # Withdrawing gives the seat back: only an application holding one can be withdrawn.
+    "withdraw": Move(from_=set(ACTIVE_APPLICATION_STATUSES), to=AS.withdrawn),
+})
 
 
 def event_label():
@@ -61,13 +74,11 @@ def check_event(event: m.Event) -> None:
 
 
 def publish_events(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
-    return move(actor, m.Event, ids, action="publish", from_states=[ES.draft],
-                to_state=ES.published, label=event_label())
+    return move(actor, m.Event, ids, EVENT_MOVES["publish"], label=event_label())
 
 
 def close_events(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
-    return move(actor, m.Event, ids, action="close", from_states=[ES.draft, ES.published],
-                to_state=ES.closed, label=event_label())
+    return move(actor, m.Event, ids, EVENT_MOVES["close"], label=event_label())
 
 
 def _free_seats(application_ids: list[int]) -> None:
@@ -88,8 +99,7 @@ def decide_applications(actor: Actor, ids: Iterable[int] | sa.Select, accept: bo
     """Accept or decline applied applications; a declined one frees its seat."""
     if actor.organiser_id is None and not actor.is_admin:
         raise WorkflowError(_l("Only an event organiser can do this."), 403)
-    result = move(actor, EA, ids, action="accept" if accept else "decline",
-                  from_states=[AS.applied], to_state=AS.accepted if accept else AS.declined,
+    result = move(actor, EA, ids, APPLICATION_MOVES["accept" if accept else "decline"],
                   label=application_label(), reason=reason,
                   values={} if accept else {"decision_reason": reason}, commit=False)
     if not accept:
@@ -149,8 +159,8 @@ def withdraw_applications(actor: Actor, ids: Iterable[int] | sa.Select) -> Batch
     """A unit withdraws applied or accepted applications; their seats are freed."""
     if actor.unit_id is None:
         raise WorkflowError(_l("Only a unit account can do this."), 403)
-    result = move(actor, EA, ids, action="withdraw", from_states=ACTIVE_APPLICATION_STATUSES,
-                  to_state=AS.withdrawn, label=application_label(), commit=False)
+    result = move(actor, EA, ids, APPLICATION_MOVES["withdraw"], label=application_label(),
+                  commit=False)
     _free_seats(result.done)
     db.session.commit()
     return result

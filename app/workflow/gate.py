@@ -18,10 +18,10 @@ from flask_babel import lazy_gettext as _l
 
 from app import models as m
 from app import storage
+from app.badge_tokens import read_token
 from app.clock import now, today_shanghai
 from app.extensions import db
-from app.security import Actor
-from app.workflow.badges import read_token
+from app.scoping.actor import Actor
 from app.workflow.editions import current_edition
 
 SR = m.ScanResult

@@ -30,21 +30,34 @@ from app.clock import now
 from app.documents import invoices as invoice_pdf
 from app.extensions import db, queue
 from app.formatting import fmt_money
-from app.security import FINANCE, SYSTEM, WRITE, Actor, get_scoped, scoped
+from app.scoping.actor import FINANCE, SYSTEM, WRITE, Actor
+from app.scoping.rules import get_scoped, scoped
 from app.validation import ValidationFailed, normalise_uscc
 from app.workflow.audit import record, record_many
 from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.notices import Notice, create_notices, enqueue_sends, render
 from app.workflow.numbers import reserve
-from app.workflow.transitions import as_id_select, move
+from app.workflow.transitions import Move, as_id_select, move, table
 
 log = logging.getLogger(__name__)
 
+# The PDF job, by its dotted path (app.jobs imports the workflow, not the other way round).
+MAKE_PDF = "app.jobs.make_invoice_pdf"
 Inv = m.Invoice
 IS = m.InvoiceStatus
 IK = m.InvoiceKind
 Ch = m.PaymentChannel
 RECORD = "invoice"
+# The invoice's state machine (docs/design.md, "States").
+INVOICE_MOVES = table({
+    "issue": Move(from_={IS.requested}, to=IS.issued),
+    "mail": Move(from_={IS.issued}, to=IS.mailed),
+    "reject": Move(from_={IS.requested}, to=IS.rejected),
+    "request_void": Move(from_={IS.issued, IS.mailed}, to=IS.void_requested),
+    # An e-invoice is voided by its red-letter reversal, a paper one when finance has it back.
+    "reverse": Move(from_={IS.void_requested}, to=IS.voided),
+    "void": Move(from_={IS.void_requested}, to=IS.voided),
+})
 # The payment names the buyer for these channels: the paying unit's own corporate account.
 LOCKED_CHANNELS = (Ch.b2b, Ch.transfer)
 # Refunds still moving: the amount to invoice is not settled until they are done or refused.
@@ -263,18 +276,16 @@ def _next_numbers(count: int) -> list[str]:
 def schedule_pdfs(invoice_ids: Iterable[int]) -> None:
     """After the commit: make each e-invoice's (or reversal's) PDF in a job. Inline, a failure
     leaves the invoice requested (finance can make it again) instead of failing the request."""
-    from app.jobs import make_invoice_pdf
-
     for invoice_id in invoice_ids:
         if queue.inline:
             try:
-                make_invoice_pdf(invoice_id)
+                queue.enqueue(MAKE_PDF, invoice_id)
             except Exception:  # logged; the invoice stays as it was, retried from finance
                 db.session.rollback()
                 log.exception("invoice %s: PDF not made", invoice_id)
         else:
             # The requested invoice is the outbox: the sweeper enqueues it if Redis is down.
-            queue.enqueue(make_invoice_pdf, invoice_id, job_id=f"invoice-pdf-{invoice_id}",
+            queue.enqueue(MAKE_PDF, invoice_id, job_id=f"invoice-pdf-{invoice_id}",
                           outbox=True)
 
 
@@ -298,7 +309,8 @@ def make_pdf(invoice_id: int) -> str:
         return "skipped"
     # A reversal is issued when it is created and only lacks its PDF; an original waits.
     reversal = invoice.reversal_of_id is not None
-    if invoice.status is not (IS.issued if reversal else IS.requested):
+    if not (invoice.status is IS.issued if reversal
+            else invoice.status in INVOICE_MOVES["issue"].from_):
         db.session.rollback()
         return "skipped"
     number = invoice.number if reversal else _next_numbers(1)[0]
@@ -313,8 +325,8 @@ def make_pdf(invoice_id: int) -> str:
             record(SYSTEM, RECORD, invoice.id, "pdf")
             notification_ids: list[int] = []
         else:
-            _one(move(SYSTEM, Inv, [invoice.id], action="issue", from_states=[IS.requested],
-                      to_state=IS.issued, label=_label(), commit=False,
+            _one(move(SYSTEM, Inv, [invoice.id], INVOICE_MOVES["issue"], label=_label(),
+                      commit=False,
                       values={"number": number, "issued_at": issued_at, "pdf_key": key}))
             notification_ids = create_notices(invoice_notices([invoice.id], "issued"))
         db.session.commit()
@@ -330,7 +342,8 @@ def regenerate(actor: Actor, invoice_ids: Iterable[int] | sa.Select) -> BatchRes
     """Finance makes again the e-invoices whose job failed (requested e-invoices, reversals
     without a PDF)."""
     _require_finance(actor)
-    waiting = sa.or_(sa.and_(Inv.status == IS.requested, Inv.reversal_of_id.is_(None)),
+    waiting = sa.or_(sa.and_(Inv.status.in_(INVOICE_MOVES["issue"].from_),
+                             Inv.reversal_of_id.is_(None)),
                      sa.and_(Inv.reversal_of_id.is_not(None), Inv.pdf_key.is_(None)))
     rows = db.session.execute(scoped(
         sa.select(Inv.id, Inv.status, _label().label("label"),
@@ -365,8 +378,8 @@ def issue_paper(actor: Actor, invoice_id: int, number: str) -> None:
     if db.session.scalar(sa.select(sa.exists().where(Inv.number == number))):
         raise WorkflowError(duplicate)
     try:
-        _one(move(actor, Inv, [invoice_id], action="issue", from_states=[IS.requested],
-                  to_state=IS.issued, label=_label(), commit=False,
+        _one(move(actor, Inv, [invoice_id], INVOICE_MOVES["issue"], label=_label(),
+                  commit=False,
                   checks=[(Inv.kind == IK.paper_special,
                            _l("e-invoices are issued by the system"))],
                   values={"number": number, "issued_at": now()}))
@@ -383,8 +396,7 @@ def mail_paper(actor: Actor, invoice_id: int, carrier: str, tracking_no: str) ->
     carrier, tracking_no = (carrier or "").strip(), re.sub(r"\s", "", tracking_no or "")
     if not carrier or not tracking_no:
         raise WorkflowError(_l("Enter the carrier and the tracking number."), 400)
-    _one(move(actor, Inv, [invoice_id], action="mail", from_states=[IS.issued],
-              to_state=IS.mailed, label=_label(), commit=False,
+    _one(move(actor, Inv, [invoice_id], INVOICE_MOVES["mail"], label=_label(), commit=False,
               checks=[(Inv.kind == IK.paper_special, _l("only a paper invoice is mailed"))],
               values={"carrier": carrier[:50], "tracking_no": tracking_no[:64]}))
     notification_ids = create_notices(invoice_notices([int(invoice_id)], "mailed"))
@@ -400,8 +412,8 @@ def reject_requests(actor: Actor, invoice_ids: Iterable[int] | sa.Select,
     reason = (reason or "").strip()
     if not reason:
         raise WorkflowError(_l("Give a reason; the unit will see it."), 400)
-    result = move(actor, Inv, invoice_ids, action="reject", from_states=[IS.requested],
-                  to_state=IS.rejected, label=_label(), reason=reason,
+    result = move(actor, Inv, invoice_ids, INVOICE_MOVES["reject"], label=_label(),
+                  reason=reason,
                   values={"reject_reason": reason}, commit=False)
     notification_ids = create_notices(invoice_notices(result.done, "rejected")) \
         if result.done else []
@@ -422,8 +434,7 @@ def request_void(actor: Actor, invoice_ids: Iterable[int] | sa.Select,
     if actor.unit_id is None:
         raise WorkflowError(_l("Only a unit account can do this."), 403)
     reason = (reason or "").strip() or None
-    result = move(actor, Inv, invoice_ids, action="request_void",
-                  from_states=[IS.issued, IS.mailed], to_state=IS.void_requested,
+    result = move(actor, Inv, invoice_ids, INVOICE_MOVES["request_void"],
                   label=_label(), reason=reason, commit=False,
                   checks=[(Inv.reversal_of_id.is_(None),
                            _l("a red-letter reversal cannot be voided"))])
@@ -452,16 +463,15 @@ def _reverse(invoice_ids: list[int], reason: str | None) -> list[int]:
         for o, number in zip(originals, numbers, strict=True)]))
     record_many(SYSTEM, RECORD, [(rid, None) for rid in reversal_ids], "reversal",
                 to_state=IS.issued, reason=reason)
-    move(SYSTEM, Inv, invoice_ids, action="reverse", from_states=[IS.void_requested],
-         to_state=IS.voided, label=_label(), reason=reason, commit=False)
+    move(SYSTEM, Inv, invoice_ids, INVOICE_MOVES["reverse"], label=_label(), reason=reason,
+         commit=False)
     return reversal_ids
 
 
 def confirm_returned(actor: Actor, invoice_ids: Iterable[int] | sa.Select) -> BatchResult:
     """Finance confirms paper invoices came back: they are voided."""
     _require_finance(actor)
-    return move(actor, Inv, invoice_ids, action="void", from_states=[IS.void_requested],
-                to_state=IS.voided, label=_label(),
+    return move(actor, Inv, invoice_ids, INVOICE_MOVES["void"], label=_label(),
                 checks=[(Inv.kind == IK.paper_special,
                          _l("an e-invoice is voided by its reversal"))])
 

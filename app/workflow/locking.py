@@ -15,10 +15,11 @@ from app import models as m
 from app.clock import SHANGHAI, now
 from app.extensions import db
 from app.formatting import fmt_money
-from app.security import WRITE, Actor, scoped
+from app.scoping.actor import WRITE, Actor
+from app.scoping.rules import scoped
 from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.notices import Notice, create_notices, enqueue_sends, render
-from app.workflow.persons import person_label
+from app.workflow.persons import PERSON_MOVES, person_label
 from app.workflow.transitions import Check, as_id_select, move
 from app.workflow.units import require_review_window
 
@@ -61,12 +62,11 @@ def tag_persons(actor: Actor, ids: Iterable[int] | sa.Select, tag: m.Tag) -> Bat
     open_rows = sa.select(PR.id).where(PR.id.in_(selected), PR.status.not_in(LOCKED))
     plain = move(
         actor, PR, open_rows.where(PR.is_reuse.is_(False)),
-        action="tag", from_states=[PS.submitted], to_state=PS.submitted, label=person_label(),
+        PERSON_MOVES["tag"], label=person_label(),
         checks=[unit_approved()], values={"tag": tag}, reason=tag.value, commit=False)
     reused = move(
         actor, PR, open_rows.where(PR.is_reuse.is_(True)),
-        action="tag", from_states=[PS.awaiting_lock], to_state=PS.awaiting_lock,
-        label=person_label(),
+        PERSON_MOVES["tag_reuse"], label=person_label(),
         checks=[unit_approved(),
                 (PR.previous_tag != m.Tag.vip, _l("a reused VIP badge keeps its tag")),
                 (tag_rank(PR.tag) < RANK[tag],
@@ -95,14 +95,12 @@ def lock_persons(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
     checks = [unit_approved(), (PR.tag.is_not(None), _l("tag the person first"))]
     values = {"lock_batch_id": batch.id, "status_changed_at": now()}
     paying = move(actor, PR, sa.select(PR.id).where(PR.id.in_(selected), PR.tag.in_(PAYING)),
-                  action="lock", from_states=[PS.submitted, PS.awaiting_lock],
-                  to_state=PS.awaiting_payment, label=person_label(), checks=checks,
+                  PERSON_MOVES["lock_paying"], label=person_label(), checks=checks,
                   values=values, commit=False)
     free = move(actor, PR, sa.select(PR.id).where(PR.id.in_(selected),
                                                   sa.or_(PR.tag.is_(None),
                                                          PR.tag.not_in(PAYING))),
-                action="lock", from_states=[PS.submitted, PS.awaiting_lock],
-                to_state=PS.awaiting_review, label=person_label(), checks=checks,
+                PERSON_MOVES["lock_free"], label=person_label(), checks=checks,
                 values=values, commit=False)
     result = _merge(paying, free)
     if not result.done:

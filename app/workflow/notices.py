@@ -17,9 +17,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app import models as m
 from app.extensions import db, queue
 from app.models import utcnow
-from app.security import Actor
+from app.scoping.actor import Actor
 from app.workflow.errors import BatchResult
-from app.workflow.transitions import move
+from app.workflow.transitions import Move, move, table
+
+# The send job, by its dotted path (app.jobs imports the workflow, not the other way round).
+SEND_NOTIFICATION = "app.jobs.send_notification"
+# Finance's one move of a notice (an operational re-queue); sending it is the job's bookkeeping
+# on the row it locked (app/jobs.py).
+NOTICE_MOVES = table({
+    "resend": Move(from_={m.NotificationStatus.failed}, to=m.NotificationStatus.queued),
+})
 
 
 @dataclass
@@ -79,26 +87,23 @@ def enqueue_sends(notification_ids: Iterable[int], outbox: bool = True) -> None:
     """After the commit: one job per notification, retried with back-off on failure (queued
     in pipelines: a lock over thousands of units costs a few round trips to Redis). The rows
     are the outbox: if Redis does not answer, the sweeper enqueues them later."""
-    from app.jobs import send_notification
-
     ids = list(notification_ids)
     if queue.inline:
         for nid in ids:
             try:
-                send_notification(nid)
+                queue.enqueue(SEND_NOTIFICATION, nid)
             except Exception:  # recorded on the row; finance can send it again
                 db.session.rollback()
         return
-    queue.enqueue_many(send_notification, [((nid,), f"notify-{nid}") for nid in ids],
+    queue.enqueue_many(SEND_NOTIFICATION, [((nid,), f"notify-{nid}") for nid in ids],
                        outbox=outbox, retry=send_retry())
 
 
 def resend_notifications(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
     """Finance sends failed notices again: back to queued (audited), then a job sends each;
     its attempts keep counting. A sent notice is never sent again (wrong state)."""
-    result = move(actor, m.Notification, ids, action="resend",
-                  from_states=[m.NotificationStatus.failed],
-                  to_state=m.NotificationStatus.queued, label=m.Notification.recipient)
+    result = move(actor, m.Notification, ids, NOTICE_MOVES["resend"],
+                  label=m.Notification.recipient)
     enqueue_sends(result.done)
     return result
 

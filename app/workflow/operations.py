@@ -1,12 +1,12 @@
 """Batch operations by name: what a view runs inline for small selections and a background
-task runs for large ones (see app.tasks). Each takes the actor, {"ids", "reason"}, progress."""
+task runs for large ones (see app.tasks). One table maps each name to its workflow function."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from app import models as m
-from app.security import Actor
-from app.tasks import operation
+from app.scoping.actor import Actor
+from app.tasks import OPERATIONS, Operation
 from app.workflow import (
     badges,
     claims,
@@ -19,122 +19,43 @@ from app.workflow import (
     units,
 )
 
-Progress = Callable[[int, int], None]
+
+def on_ids(fn: Callable[..., Any], *args: Any, reason: bool = False, progress: bool = False,
+           **kwargs: Any) -> Operation:
+    """`fn(actor, ids, [reason,] [progress,] *args, **kwargs)` as an operation, which gets
+    the task's parameters {"ids", "reason"} and its progress callback."""
+    def run(actor: Actor, params: dict, report_progress: Callable[[int, int], None]) -> Any:
+        given = [params["ids"]]
+        if reason:
+            given.append(params.get("reason"))
+        if progress:
+            given.append(report_progress)
+        return fn(actor, *given, *args, **kwargs)
+
+    return run
 
 
-@operation("approve_units")
-def approve_units(actor: Actor, params: dict, progress: Progress) -> Any:
-    return units.approve_units(actor, params["ids"])
-
-
-@operation("return_units")
-def return_units(actor: Actor, params: dict, progress: Progress) -> Any:
-    return units.return_units(actor, params["ids"], params.get("reason"))
-
-
-@operation("reject_units")
-def reject_units(actor: Actor, params: dict, progress: Progress) -> Any:
-    return units.reject_units(actor, params["ids"], params.get("reason"))
-
-
-@operation("approve_claims")
-def approve_claims(actor: Actor, params: dict, progress: Progress) -> Any:
-    return claims.approve_claims(actor, params["ids"])
-
-
-@operation("reject_claims")
-def reject_claims(actor: Actor, params: dict, progress: Progress) -> Any:
-    return claims.reject_claims(actor, params["ids"], params.get("reason"))
-
-
-@operation("submit_persons")
-def submit_persons(actor: Actor, params: dict, progress: Progress) -> Any:
-    return persons.submit_persons(actor, params["ids"])
-
-
-def _tagger(tag: m.Tag) -> Callable[[Actor, dict, Progress], Any]:
-    def tag_them(actor: Actor, params: dict, progress: Progress) -> Any:
-        return locking.tag_persons(actor, params["ids"], tag)
-
-    return tag_them
-
-
-for _tag in m.Tag:
-    operation(f"tag_{_tag.value}")(_tagger(_tag))
-
-
-@operation("lock_persons")
-def lock_persons(actor: Actor, params: dict, progress: Progress) -> Any:
-    return locking.lock_persons(actor, params["ids"])
-
-
-@operation("cancel_persons")
-def cancel_persons(actor: Actor, params: dict, progress: Progress) -> Any:
-    return persons.cancel_persons(actor, params["ids"], params.get("reason"))
-
-
-@operation("confirm_transfers")
-def confirm_transfers(actor: Actor, params: dict, progress: Progress) -> Any:
-    return payments.confirm_transfers(actor, params["ids"])
-
-
-@operation("reject_transfers")
-def reject_transfers(actor: Actor, params: dict, progress: Progress) -> Any:
-    return payments.reject_transfers(actor, params["ids"], params.get("reason"))
-
-
-@operation("resend_notifications")
-def resend_notifications(actor: Actor, params: dict, progress: Progress) -> Any:
-    return notices.resend_notifications(actor, params["ids"])
-
-
-@operation("approve_refunds")
-def approve_refunds(actor: Actor, params: dict, progress: Progress) -> Any:
-    return refunds.approve_refunds(actor, params["ids"])
-
-
-@operation("reject_refunds")
-def reject_refunds(actor: Actor, params: dict, progress: Progress) -> Any:
-    return refunds.reject_refunds(actor, params["ids"], params.get("reason"))
-
-
-@operation("execute_refunds")
-def execute_refunds(actor: Actor, params: dict, progress: Progress) -> Any:
-    return refunds.execute_refunds(actor, params["ids"])
-
-
-@operation("complete_refunds")
-def complete_refunds(actor: Actor, params: dict, progress: Progress) -> Any:
-    return refunds.complete_refunds(actor, params["ids"])
-
-
-@operation("pass_review")
-def pass_review(actor: Actor, params: dict, progress: Progress) -> Any:
-    return review.pass_persons(actor, params["ids"])
-
-
-def _failer(reason: m.ReviewReason) -> Callable[[Actor, dict, Progress], Any]:
-    def fail_them(actor: Actor, params: dict, progress: Progress) -> Any:
-        return review.fail_persons(actor, params["ids"], reason)
-
-    return fail_them
-
-
-for _reason in m.ReviewReason:
-    operation(f"fail_review_{_reason.value}")(_failer(_reason))
-
-
-# Badge operations always run as tasks: their report comes with a sheet of cards to download.
-@operation("produce_badges")
-def produce_badges(actor: Actor, params: dict, progress: Progress) -> Any:
-    return badges.produce_and_print(actor, params["ids"], progress)
-
-
-@operation("print_badges")
-def print_badges(actor: Actor, params: dict, progress: Progress) -> Any:
-    return badges.print_sheet(actor, params["ids"], progress)
-
-
-@operation("reprint_badges")
-def reprint_badges(actor: Actor, params: dict, progress: Progress) -> Any:
-    return badges.print_sheet(actor, params["ids"], progress, new_codes=True)
+OPERATIONS.update({
+    "approve_units": on_ids(units.approve_units),
+    "return_units": on_ids(units.return_units, reason=True),
+    "reject_units": on_ids(units.reject_units, reason=True),
+    "approve_claims": on_ids(claims.approve_claims),
+    "reject_claims": on_ids(claims.reject_claims, reason=True),
+    "submit_persons": on_ids(persons.submit_persons),
+    **{f"tag_{tag.value}": on_ids(locking.tag_persons, tag) for tag in m.Tag},
+    "lock_persons": on_ids(locking.lock_persons),
+    "cancel_persons": on_ids(persons.cancel_persons, reason=True),
+    "confirm_transfers": on_ids(payments.confirm_transfers),
+    "reject_transfers": on_ids(payments.reject_transfers, reason=True),
+    "resend_notifications": on_ids(notices.resend_notifications),
+    "approve_refunds": on_ids(refunds.approve_refunds),
+    "reject_refunds": on_ids(refunds.reject_refunds, reason=True),
+    "execute_refunds": on_ids(refunds.execute_refunds),
+    "complete_refunds": on_ids(refunds.complete_refunds),
+    "pass_review": on_ids(review.pass_persons),
+    **{f"fail_review_{why.value}": on_ids(review.fail_persons, why) for why in m.ReviewReason},
+    # Badge operations always run as tasks: their report comes with a sheet of cards to download.
+    "produce_badges": on_ids(badges.produce_and_print, progress=True),
+    "print_badges": on_ids(badges.print_sheet, progress=True),
+    "reprint_badges": on_ids(badges.print_sheet, progress=True, new_codes=True),
+})

@@ -3,9 +3,10 @@ pays by QR code, B2B gateway or bank transfer; a confirmed payment sends the per
 security review. Money is integer fen; every confirmation is race-safe and idempotent."""
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from flask import current_app
@@ -17,14 +18,18 @@ from app import storage
 from app.clock import SHANGHAI, now
 from app.extensions import db
 from app.formatting import fmt_money
-from app.security import SYSTEM, WRITE, Actor, get_scoped, scoped
+from app.scoping.actor import SYSTEM, WRITE, Actor
+from app.scoping.rules import get_scoped
 from app.workflow.audit import record
 from app.workflow.editions import current_edition
 from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.notices import Notice, create_notices, enqueue_sends, render
 from app.workflow.numbers import reserve
-from app.workflow.persons import person_label
-from app.workflow.transitions import as_id_select, move
+from app.workflow.persons import PERSON_MOVES, person_label
+from app.workflow.transitions import Move, as_id_select, move, table
+
+if TYPE_CHECKING:
+    from app.gateways.payments.base import VerifiedNotification
 
 PS = m.PersonStatus
 OS = m.OrderStatus
@@ -32,6 +37,24 @@ PayS = m.PaymentStatus
 Ch = m.PaymentChannel
 PR = m.PersonRegistration
 VOUCHER_TYPES = ("application/pdf", "image/jpeg", "image/png")
+
+# The order's and the payment's state machines (docs/design.md, "States").
+ORDER_MOVES = table({
+    "paid": Move(from_={OS.pending}, to=OS.paid),
+    "cancel": Move(from_={OS.pending}, to=OS.cancelled),
+})
+PAYMENT_MOVES = table({
+    "confirm": Move(from_={PayS.pending}, to=PayS.confirmed),
+    "statement_match": Move(from_={PayS.pending}, to=PayS.confirmed),
+    # A withdrawn online attempt (the unit chose another way meanwhile) was still paid: the
+    # money is real, so it pays the order if the order still waits.
+    "notified": Move(from_={PayS.pending, PayS.withdrawn}, to=PayS.confirmed),
+    "reject": Move(from_={PayS.pending}, to=PayS.rejected),
+    "withdraw": Move(from_={PayS.pending}, to=PayS.withdrawn),
+    # An open attempt gives way to one of another channel, or goes with its cancelled order.
+    "superseded": Move(from_=set(m.OPEN_PAYMENT_STATUSES), to=PayS.withdrawn),
+    "order_cancelled": Move(from_=set(m.OPEN_PAYMENT_STATUSES), to=PayS.withdrawn),
+})
 
 
 def _local(moment: datetime) -> str:
@@ -49,6 +72,19 @@ def require_payment_window(edition: m.Edition, channel: m.PaymentChannel) -> Non
                                    deadline=_local(deadline)))
         raise WorkflowError(_l("QR code and B2B payments were due by %(deadline)s (Beijing "
                                "time); paying is closed.", deadline=_local(deadline)))
+
+
+def payment_refusal(order: m.Order) -> str | None:
+    """Why the order cannot be paid online now, in the reader's language (None: it can)."""
+    if order.status is OS.paid:
+        return _("This order is paid.")
+    if order.status is not OS.pending:
+        return _("This order is not waiting for payment.")
+    try:
+        require_payment_window(order.edition, Ch.alipay)
+    except WorkflowError as exc:
+        return str(exc.message)
+    return None
 
 
 def _number(prefix: str, counter: str, edition: m.Edition) -> str:
@@ -73,8 +109,7 @@ def create_order(actor: Actor, registration_ids: Iterable[int]) -> m.Order:
                     amount_fen=0)
     db.session.add(order)
     db.session.flush()
-    result = move(actor, PR, ids, action="order", from_states=[PS.awaiting_payment],
-                  to_state=PS.in_order, label=person_label(),
+    result = move(actor, PR, ids, PERSON_MOVES["order"], label=person_label(),
                   checks=[(PR.edition_id == edition.id, _l("not registered for this edition"))],
                   values={"status_changed_at": now()}, commit=False)
     if result.refused or len(result.done) != len(ids):
@@ -97,7 +132,7 @@ def cancel_order(actor: Actor, order_id: int) -> None:
     order = get_scoped(m.Order, order_id, actor, WRITE)
     if order is None:
         raise WorkflowError(_l("No such order."), 404)
-    if order.status is not OS.pending:
+    if order.status not in ORDER_MOVES["cancel"].from_:
         raise WorkflowError(_l("Only an unpaid order can be cancelled."))
     under_review = db.session.scalar(sa.select(sa.func.count()).select_from(m.Payment).where(
         m.Payment.order_id == order.id, m.Payment.status == PayS.pending,
@@ -105,26 +140,23 @@ def cancel_order(actor: Actor, order_id: int) -> None:
     if under_review:
         raise WorkflowError(_l("Finance is checking a bank transfer for this order; it cannot "
                                "be cancelled now."))
-    changed = db.session.execute(
-        sa.update(m.Order).where(m.Order.id == order.id, m.Order.status == OS.pending)
-        .values(status=OS.cancelled, cancelled_at=now())
-        .execution_options(synchronize_session=False)).rowcount
-    if changed != 1:
+    # Audited as "order", like its creation.
+    cancelled = move(actor, m.Order, [order.id], ORDER_MOVES["cancel"], label=m.Order.number,
+                     values={"cancelled_at": now()}, record_type="order", commit=False)
+    if not cancelled.done:
         db.session.rollback()
         raise WorkflowError(_l("The order was paid or changed meanwhile; reload the page."))
     items = sa.select(m.OrderItem.person_registration_id).where(
         m.OrderItem.order_id == order.id, m.OrderItem.active.is_(True))
-    move(actor, PR, items, action="order_cancelled", from_states=[PS.in_order],
-         to_state=PS.awaiting_payment, label=person_label(),
+    move(actor, PR, items, PERSON_MOVES["order_cancelled"], label=person_label(),
          values={"status_changed_at": now()}, commit=False)
     db.session.execute(sa.update(m.OrderItem).where(m.OrderItem.order_id == order.id)
                        .values(active=False))
     # Open online attempts go with the order (audited like every move).
+    step = PAYMENT_MOVES["order_cancelled"]
     move(actor, m.Payment, sa.select(m.Payment.id).where(
-        m.Payment.order_id == order.id, m.Payment.status.in_(m.OPEN_PAYMENT_STATUSES)),
-        action="order_cancelled", from_states=m.OPEN_PAYMENT_STATUSES, to_state=PayS.withdrawn,
-        label=m.Payment.number, commit=False)
-    record(actor, "order", order.id, "cancel", from_state=OS.pending, to_state=OS.cancelled)
+        m.Payment.order_id == order.id, m.Payment.status.in_(step.from_)),
+        step, label=m.Payment.number, commit=False)
     db.session.commit()
 
 
@@ -139,7 +171,7 @@ def _payable_order(actor: Actor, order_id: int, channel: m.PaymentChannel) -> m.
         raise WorkflowError(_l("No such order."), 404)
     db.session.execute(sa.select(m.Order.id).where(m.Order.id == order.id).with_for_update())
     db.session.refresh(order)
-    if order.status is not OS.pending:
+    if order.status not in ORDER_MOVES["paid"].from_:
         raise WorkflowError(_l("This order is not waiting for payment."))
     require_payment_window(order.edition, channel)
     return order
@@ -156,9 +188,9 @@ def _transfer_waiting(payment: m.Payment) -> WorkflowError:
     return WorkflowError(_l("A transfer for this order is already waiting for finance."))
 
 
-def _withdraw(actor: Actor, payment: m.Payment, action: str) -> None:
-    move(actor, m.Payment, [payment.id], action=action, from_states=m.OPEN_PAYMENT_STATUSES,
-         to_state=PayS.withdrawn, label=m.Payment.number, commit=False)
+def _supersede(actor: Actor, payment: m.Payment) -> None:
+    move(actor, m.Payment, [payment.id], PAYMENT_MOVES["superseded"], label=m.Payment.number,
+         commit=False)
 
 
 def _add_payment(actor: Actor, payment: m.Payment, action: str, detail: dict | None = None
@@ -194,7 +226,7 @@ def start_online_payment(actor: Actor, order_id: int, channel: m.PaymentChannel
         db.session.commit()
         return current
     if current is not None:
-        _withdraw(actor, current, "superseded")
+        _supersede(actor, current)
     payment = _add_payment(actor, m.Payment(
         number=_number("P", "payment", order.edition), order_id=order.id, channel=channel,
         status=PayS.pending, amount_fen=order.amount_fen), "start",
@@ -220,7 +252,7 @@ def submit_transfer(actor: Actor, order_id: int, payer_name: str, payer_account:
     if current is not None and current.channel is Ch.transfer:
         raise _transfer_waiting(current)
     if current is not None:
-        _withdraw(actor, current, "superseded")
+        _supersede(actor, current)
     key = storage.store(data, ext)
     try:
         payment = _add_payment(actor, m.Payment(
@@ -242,16 +274,14 @@ def withdraw_transfer(actor: Actor, order_id: int, payment_id: int) -> None:
     payment = get_scoped(m.Payment, payment_id, actor, WRITE)
     if payment is None or payment.order_id != order_id or payment.channel is not Ch.transfer:
         raise WorkflowError(_l("No such order."), 404)
-    result = move(actor, m.Payment, [payment.id], action="withdraw",
-                  from_states=[PayS.pending], to_state=PayS.withdrawn, label=m.Payment.number)
+    result = move(actor, m.Payment, [payment.id], PAYMENT_MOVES["withdraw"],
+                  label=m.Payment.number)
     if result.refused:
         raise WorkflowError(result.refused[0].reason)
 
 
-def confirm_payments(actor: Actor, payment_ids: sa.Select | list[int], action: str,
-                     provider_trade_no: str | None = None,
-                     from_states: tuple[m.PaymentStatus, ...] = (PayS.pending,)
-                     ) -> BatchResult:
+def confirm_payments(actor: Actor, payment_ids: sa.Select | list[int], step: Move,
+                     provider_trade_no: str | None = None) -> BatchResult:
     """Confirm pending payments and everything that follows, set-based: payments confirmed,
     their orders paid, the orders' persons sent to security review, receipts queued. A payment
     whose order was paid meanwhile (or that is no longer pending) is refused, not doubled."""
@@ -259,11 +289,10 @@ def confirm_payments(actor: Actor, payment_ids: sa.Select | list[int], action: s
     id_select = as_id_select(P, payment_ids)
     label = P.number
     # An order can be paid once: the partial unique index refuses a second confirmed payment.
-    result = move(actor, P, id_select, action=action, from_states=from_states,
-                  to_state=PayS.confirmed, label=label,
+    result = move(actor, P, id_select, step, label=label,
                   checks=[(P.order_id.in_(sa.select(m.Order.id).where(
-                      m.Order.status == OS.pending)), _l("the order is already paid or "
-                                                          "cancelled"))],
+                      m.Order.status.in_(ORDER_MOVES["paid"].from_))),
+                          _l("the order is already paid or cancelled"))],
                   values={"confirmed_at": now(),
                           **({"provider_trade_no": provider_trade_no}
                              if provider_trade_no else {})}, commit=False)
@@ -271,13 +300,12 @@ def confirm_payments(actor: Actor, payment_ids: sa.Select | list[int], action: s
         return result
     order_ids = list(db.session.scalars(sa.select(P.order_id).where(P.id.in_(result.done))))
     # What follows from the confirmed payments is not the actor's to choose: system scope.
-    orders = move(actor, m.Order, order_ids, action="paid", from_states=[OS.pending],
-                  to_state=OS.paid, label=m.Order.number, values={"paid_at": now()},
+    orders = move(actor, m.Order, order_ids, ORDER_MOVES["paid"], label=m.Order.number,
+                  values={"paid_at": now()},
                   commit=False, scope_actor=SYSTEM)
     persons = sa.select(m.OrderItem.person_registration_id).where(
         m.OrderItem.order_id.in_(orders.done), m.OrderItem.active.is_(True))
-    move(actor, PR, persons, action="paid", from_states=[PS.in_order],
-         to_state=PS.awaiting_review, label=person_label(),
+    move(actor, PR, persons, PERSON_MOVES["paid"], label=person_label(),
          values={"status_changed_at": now()}, commit=False, scope_actor=SYSTEM)
     return result
 
@@ -292,14 +320,11 @@ def confirm_online_payment(payment_number: str, provider_trade_no: str, amount_f
     if payment is None or payment.channel is Ch.transfer:
         db.session.rollback()
         return False
-    if payment.status not in (PayS.pending, PayS.withdrawn) \
-            or payment.amount_fen != int(amount_fen):
+    notified = PAYMENT_MOVES["notified"]
+    if payment.status not in notified.from_ or payment.amount_fen != int(amount_fen):
         db.session.rollback()
         return False
-    # A withdrawn attempt (the unit chose another way meanwhile) was still paid: the money is
-    # real, so it pays the order if the order still waits.
-    result = confirm_payments(actor, [payment.id], "notified", provider_trade_no,
-                              (PayS.pending, PayS.withdrawn))
+    result = confirm_payments(actor, [payment.id], notified, provider_trade_no)
     if not result.done:
         db.session.rollback()
         return False
@@ -309,12 +334,55 @@ def confirm_online_payment(payment_number: str, provider_trade_no: str, amount_f
     return True
 
 
+class NotificationOutcome(enum.Enum):
+    """What a verified provider notification did. All but `refused` tell the provider it was
+    taken (so it stops sending); a refusal makes a genuine provider retry while we look."""
+
+    confirmed = "confirmed"
+    already_confirmed = "already_confirmed"  # a replay: the provider was not sure we got it
+    not_paid = "not_paid"  # it reports no payment (closed, failed): nothing to do
+    refused = "refused"  # it does not fit our books: nothing changed
+
+
+def settle_notification(channel: m.PaymentChannel, note: VerifiedNotification
+                        ) -> NotificationOutcome:
+    """Match a verified notification of `channel` to its payment and confirm it, once, as the
+    system. One that does not fit (an unknown payment, another channel, another amount, an
+    order no longer payable) changes nothing and is refused; a refusal naming one of our
+    payments is audited (`notification_refused`)."""
+    if not note.paid:
+        return NotificationOutcome.not_paid
+    P = m.Payment
+    # Columns only: loading the Payment here would let the session keep a stale status past
+    # the row lock that confirm_online_payment takes.
+    found_channel = db.session.scalar(sa.select(P.channel).where(
+        P.number == note.payment_number))
+    if found_channel is channel and confirm_online_payment(
+            note.payment_number, note.provider_trade_no, note.amount_fen, SYSTEM):
+        return NotificationOutcome.confirmed
+    db.session.rollback()
+    payment = db.session.scalars(sa.select(P).where(P.number == note.payment_number)
+                                 ).one_or_none()
+    if payment is not None and payment.channel is channel \
+            and payment.status is PayS.confirmed \
+            and payment.provider_trade_no == note.provider_trade_no \
+            and payment.amount_fen == note.amount_fen:
+        return NotificationOutcome.already_confirmed
+    if payment is not None:
+        record(SYSTEM, "payment", payment.id, "notification_refused", detail={
+            "channel": channel.value, "provider_trade_no": note.provider_trade_no,
+            "amount_fen": note.amount_fen, "payment_status": payment.status.value,
+            "order_status": payment.order.status.value})
+        db.session.commit()
+    return NotificationOutcome.refused
+
+
 def confirm_transfers(actor: Actor, payment_ids: Iterable[int] | sa.Select) -> BatchResult:
     """Finance confirms bank transfers, many at once."""
     P = m.Payment
     transfers = sa.select(P.id).where(P.id.in_(as_id_select(P, payment_ids)),
                                       P.channel == Ch.transfer)
-    result = confirm_payments(actor, transfers, "confirm")
+    result = confirm_payments(actor, transfers, PAYMENT_MOVES["confirm"])
     notification_ids = create_notices(receipt_notices(result.done)) if result.done else []
     db.session.commit()
     enqueue_sends(notification_ids)
@@ -330,8 +398,7 @@ def reject_transfers(actor: Actor, payment_ids: Iterable[int] | sa.Select,
     P = m.Payment
     transfers = sa.select(P.id).where(P.id.in_(as_id_select(P, payment_ids)),
                                       P.channel == Ch.transfer)
-    return move(actor, P, transfers, action="reject", from_states=[PayS.pending],
-                to_state=PayS.rejected, label=P.number, reason=reason,
+    return move(actor, P, transfers, PAYMENT_MOVES["reject"], label=P.number, reason=reason,
                 values={"reject_reason": reason})
 
 
@@ -356,10 +423,3 @@ def receipt_notices(payment_ids: list[int]) -> list[Notice]:
         notices.append(Notice(f"receipt:{row.id}", m.NotificationChannel.email, row.unit_id,
                               row.email or "", row.language, subject, body))
     return notices
-
-
-def payable_persons(actor: Actor) -> sa.Select:
-    """The unit's persons that can be put in an order now."""
-    return scoped(sa.select(PR.id).where(PR.status == PS.awaiting_payment,
-                                         PR.edition_id == current_edition().id),
-                  PR, actor, WRITE)

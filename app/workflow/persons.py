@@ -16,18 +16,46 @@ from app import models as m
 from app import storage
 from app.clock import now
 from app.extensions import db
-from app.security import WRITE, Actor, get_scoped
+from app.scoping.actor import WRITE, Actor
+from app.scoping.rules import get_scoped
 from app.validation import ValidationFailed, normalise_id_number, normalise_mobile
 from app.workflow.audit import record
 from app.workflow.editions import current_edition, require_delegation_window
 from app.workflow.errors import BatchResult, WorkflowError
-from app.workflow.transitions import as_id_select, move
+from app.workflow.transitions import Move, as_id_select, move, table
 
 PS = m.PersonStatus
 EDITABLE = (PS.draft,)
-# A unit may withdraw a person at any point before the badge is issued.
-CANCELLABLE = (PS.draft, PS.awaiting_unit, PS.submitted, PS.awaiting_lock, PS.awaiting_payment,
-               PS.awaiting_review, PS.approved)
+
+# The person registration's state machine (docs/design.md, "Person state machine"); the
+# modules that make each move: persons (submit, joins, cancel), locking, payments, review,
+# badges, refunds.
+PERSON_MOVES = table({
+    "submit": Move(from_={PS.draft}, to=PS.submitted),
+    # A badge-reuse person waits for the delegation to confirm or upgrade the earlier tag.
+    "submit_reuse": Move(from_={PS.draft}, to=PS.awaiting_lock, action="submit"),
+    "accept_join": Move(from_={PS.awaiting_unit}, to=PS.submitted),
+    "refuse_join": Move(from_={PS.awaiting_unit}, to=PS.cancelled),
+    # Tagging changes no status; it is a move so that it is guarded and audited like one.
+    "tag": Move(from_={PS.submitted}, to=PS.submitted),
+    "tag_reuse": Move(from_={PS.awaiting_lock}, to=PS.awaiting_lock, action="tag"),
+    "lock_paying": Move(from_={PS.submitted, PS.awaiting_lock}, to=PS.awaiting_payment,
+                        action="lock"),
+    "lock_free": Move(from_={PS.submitted, PS.awaiting_lock}, to=PS.awaiting_review,
+                      action="lock"),
+    "order": Move(from_={PS.awaiting_payment}, to=PS.in_order),
+    "order_cancelled": Move(from_={PS.in_order}, to=PS.awaiting_payment),
+    "paid": Move(from_={PS.in_order}, to=PS.awaiting_review),
+    "review_passed": Move(from_={PS.awaiting_review}, to=PS.approved),
+    "review_failed": Move(from_={PS.awaiting_review}, to=PS.rejected),
+    "issue_badge": Move(from_={PS.approved}, to=PS.badge_issued),
+    # Any time before the badge is issued; a person in an unpaid order leaves it by
+    # cancelling the order first.
+    "cancel": Move(from_={PS.draft, PS.awaiting_unit, PS.submitted, PS.awaiting_lock,
+                          PS.awaiting_payment, PS.awaiting_review, PS.approved},
+                   to=PS.cancelled),
+    "refunded": Move(from_={PS.rejected, PS.cancelled}, to=PS.refunded),
+})
 
 
 @dataclass
@@ -183,11 +211,10 @@ def submit_persons(actor: Actor, ids: Iterable[int] | sa.Select,
     PR = m.PersonRegistration
     selected = as_id_select(PR, ids)
     result = BatchResult()
-    for reuse, to_state in ((False, PS.submitted), (True, PS.awaiting_lock)):
+    for reuse, step in ((False, PERSON_MOVES["submit"]), (True, PERSON_MOVES["submit_reuse"])):
         part = move(actor, PR, sa.select(PR.id).where(PR.id.in_(selected),
                                                       PR.is_reuse.is_(reuse)),
-                    action="submit", from_states=[PS.draft], to_state=to_state,
-                    label=person_label(),
+                    step, label=person_label(),
                     checks=[(PR.entry_days > 0, _l("choose at least one entry date"))],
                     values={"submitted_at": now(), "status_changed_at": now()}, commit=False)
         result.done += part.done
@@ -204,8 +231,7 @@ def cancel_persons(actor: Actor, ids: Iterable[int] | sa.Select,
     if actor.unit_id is None:
         raise WorkflowError(_l("Only a unit account can do this."), 403)
     PR = m.PersonRegistration
-    return move(actor, PR, ids, action="cancel", from_states=CANCELLABLE,
-                to_state=PS.cancelled, label=person_label(), reason=reason,
+    return move(actor, PR, ids, PERSON_MOVES["cancel"], label=person_label(), reason=reason,
                 values={"status_changed_at": now()})
 
 
@@ -215,9 +241,7 @@ def decide_joins(actor: Actor, ids: Iterable[int] | sa.Select, accept: bool,
     if actor.unit_id is None:
         raise WorkflowError(_l("Only a unit account can do this."), 403)
     return move(actor, m.PersonRegistration, ids,
-                action="accept_join" if accept else "refuse_join",
-                from_states=[PS.awaiting_unit],
-                to_state=PS.submitted if accept else PS.cancelled, label=person_label(),
+                PERSON_MOVES["accept_join" if accept else "refuse_join"], label=person_label(),
                 reason=reason, values={"status_changed_at": now(),
                                        **({"submitted_at": now()} if accept else {})})
 

@@ -16,20 +16,29 @@ from sqlalchemy.exc import IntegrityError
 from app import models as m
 from app.clock import now
 from app.extensions import db, queue
-from app.security import SYSTEM, WRITE, Actor, scoped
+from app.scoping.actor import SYSTEM, WRITE, Actor
+from app.scoping.rules import scoped
 from app.workflow.audit import record
 from app.workflow.editions import current_edition
 from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.numbers import reserve
-from app.workflow.persons import person_label
-from app.workflow.transitions import as_id_select, move
+from app.workflow.persons import PERSON_MOVES, person_label
+from app.workflow.transitions import Move, as_id_select, move, table
 
 log = logging.getLogger(__name__)
-PS = m.PersonStatus
 RS = m.RefundStatus
 PR = m.PersonRegistration
 OI = m.OrderItem
-REFUNDABLE = (PS.rejected, PS.cancelled)
+REFUNDABLE = PERSON_MOVES["refunded"].from_
+# The refund's state machine (docs/design.md, "States").
+REFUND_MOVES = table({
+    "approve": Move(from_={RS.requested}, to=RS.approved),
+    "reject": Move(from_={RS.requested}, to=RS.rejected),
+    # A sent refund may be executed again: the provider answers the same refund number once.
+    "execute": Move(from_={RS.approved, RS.failed, RS.sent}, to=RS.sent),
+    "done": Move(from_={RS.sent}, to=RS.done),
+    "failed": Move(from_={RS.sent}, to=RS.failed),
+})
 ONLINE = (m.PaymentChannel.alipay, m.PaymentChannel.wechat, m.PaymentChannel.unionpay,
           m.PaymentChannel.b2b)
 
@@ -130,8 +139,7 @@ def _release(refund_ids: list[int]) -> None:
 
 
 def approve_refunds(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
-    return move(actor, m.Refund, ids, action="approve", from_states=[RS.requested],
-                to_state=RS.approved, label=m.Refund.number)
+    return move(actor, m.Refund, ids, REFUND_MOVES["approve"], label=m.Refund.number)
 
 
 def reject_refunds(actor: Actor, ids: Iterable[int] | sa.Select,
@@ -139,8 +147,8 @@ def reject_refunds(actor: Actor, ids: Iterable[int] | sa.Select,
     reason = (reason or "").strip()
     if not reason:
         raise WorkflowError(_l("Give a reason; the unit will see it."), 400)
-    result = move(actor, m.Refund, ids, action="reject", from_states=[RS.requested],
-                  to_state=RS.rejected, label=m.Refund.number, reason=reason,
+    result = move(actor, m.Refund, ids, REFUND_MOVES["reject"], label=m.Refund.number,
+                  reason=reason,
                   values={"reason": reason}, commit=False)
     if result.done:
         _release(result.done)
@@ -152,10 +160,7 @@ def execute_refunds(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult
     """Finance executes approved refunds: online payments go back through their provider (a
     job that retries until the provider answers); transfers are paid out by the bank and
     confirmed done by finance."""
-    # A sent refund may be executed again: the provider answers the same refund number once.
-    result = move(actor, m.Refund, ids, action="execute",
-                  from_states=[RS.approved, RS.failed, RS.sent], to_state=RS.sent,
-                  label=m.Refund.number)
+    result = move(actor, m.Refund, ids, REFUND_MOVES["execute"], label=m.Refund.number)
     online = list(db.session.scalars(sa.select(m.Refund.id).join(m.Payment).where(
         m.Refund.id.in_(result.done), m.Payment.channel.in_(ONLINE))))
     for refund_id in online:
@@ -170,9 +175,7 @@ def execute_refunds(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult
 def enqueue_refund(refund_id: int, outbox: bool = True) -> None:
     """Ask the provider to refund, again until it settles (rq's scheduler fires the retries).
     A sent refund is the outbox: if Redis does not answer, the sweeper enqueues it later."""
-    from app.jobs import send_refund
-
-    queue.enqueue(send_refund, refund_id, job_id=f"refund-{refund_id}", outbox=outbox,
+    queue.enqueue("app.jobs.send_refund", refund_id, job_id=f"refund-{refund_id}", outbox=outbox,
                   retry=Retry(max=8, interval=[30, 60, 300, 900, 1800, 3600]))
 
 
@@ -181,8 +184,8 @@ def complete_refunds(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResul
     R = m.Refund
     transfers = sa.select(R.id).where(R.id.in_(as_id_select(R, ids)), R.payment_id.in_(
         sa.select(m.Payment.id).where(m.Payment.channel == m.PaymentChannel.transfer)))
-    result = move(actor, R, transfers, action="done", from_states=[RS.sent], to_state=RS.done,
-                  label=R.number, values={"done_at": now()}, commit=False)
+    result = move(actor, R, transfers, REFUND_MOVES["done"], label=R.number,
+                  values={"done_at": now()}, commit=False)
     _persons_refunded(actor, result.done)
     db.session.commit()
     return result
@@ -194,8 +197,8 @@ def _persons_refunded(actor: Actor, refund_ids: list[int]) -> None:
     persons = sa.select(OI.person_registration_id).join(
         m.RefundItem, m.RefundItem.order_item_id == OI.id).where(
         m.RefundItem.refund_id.in_(refund_ids), m.RefundItem.active.is_(True))
-    move(actor, PR, persons, action="refunded", from_states=list(REFUNDABLE),
-         to_state=PS.refunded, label=person_label(), values={"status_changed_at": now()},
+    move(actor, PR, persons, PERSON_MOVES["refunded"], label=person_label(),
+         values={"status_changed_at": now()},
          commit=False, scope_actor=SYSTEM)
 
 
@@ -205,19 +208,21 @@ def record_provider_answer(actor: Actor, refund_id: int, status: str,
     may execute it again); "pending" leaves it sent for the next try."""
     refund = db.session.scalars(sa.select(m.Refund).where(m.Refund.id == refund_id)
                                 .with_for_update()).one_or_none()
-    if refund is None or refund.status is not RS.sent:
+    # The provider answers only about a sent refund (done and failed both leave "sent").
+    if refund is None or refund.status not in REFUND_MOVES["done"].from_:
         db.session.rollback()
         return "skipped"
     refund.attempts += 1
     refund.provider_refund_id = provider_refund_id or refund.provider_refund_id
+    # The row is locked and chosen by the job, not by anyone's scope.
     if status == "done":
-        refund.status, refund.done_at = RS.done, now()
-        record(actor, "refund", refund.id, "done", from_state=RS.sent, to_state=RS.done)
+        move(actor, m.Refund, [refund.id], REFUND_MOVES["done"], label=m.Refund.number,
+             values={"done_at": now()}, commit=False, scope_actor=SYSTEM)
         _persons_refunded(actor, [refund.id])
     elif status == "failed":
-        refund.status, refund.reason = RS.failed, (message or "")[:500] or refund.reason
-        record(actor, "refund", refund.id, "failed", from_state=RS.sent, to_state=RS.failed,
-               reason=message)
+        move(actor, m.Refund, [refund.id], REFUND_MOVES["failed"], label=m.Refund.number,
+             reason=message, values={"reason": (message or "")[:500] or refund.reason},
+             commit=False, scope_actor=SYSTEM)
     db.session.commit()
     return status
 

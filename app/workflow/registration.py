@@ -20,14 +20,15 @@ from app.clock import now
 from app.codes import code_store
 from app.extensions import db
 from app.formatting import mask_email, mask_mobile
-from app.security import UNIT, Actor
+from app.scoping.actor import SYSTEM, UNIT, Actor
 from app.validation import ValidationFailed, normalise_mobile, normalise_uscc
-from app.workflow.audit import record, record_many
-from app.workflow.claim_notices import decision_notices
+from app.workflow.audit import record
+from app.workflow.claim_rules import CLAIM_MOVES, claim_label, decision_notices
 from app.workflow.editions import current_edition, require_delegation_window
 from app.workflow.errors import WorkflowError
 from app.workflow.notices import Notice, create_notices, enqueue_sends, render
 from app.workflow.numbers import reserve
+from app.workflow.transitions import move
 
 CODE_TTL = 300          # a code lives five minutes
 CODE_TRIES = 5          # and may be tried five times
@@ -279,13 +280,12 @@ def send_code(method: str, login: str) -> str:
         unit.language, subject, redacted)])
     db.session.commit()
     from app.extensions import queue
-    from app.jobs import send_verification_code
     from app.queue import QueueUnavailable
 
     # The code travels only in the job's arguments; the log keeps the redacted text. So it
     # cannot wait in the outbox: without Redis nothing is left behind and the unit tries again.
     try:
-        queue.enqueue(send_verification_code, notification_id, code,
+        queue.enqueue("app.jobs.send_verification_code", notification_id, code,
                       job_id=f"verify-{notification_id}", result_ttl=0, failure_ttl=CODE_TTL)
     except QueueUnavailable:
         db.session.execute(sa.delete(m.Notification).where(m.Notification.id == notification_id))
@@ -381,13 +381,13 @@ def withdraw_claims_of(actor: Actor, unit_id: int) -> list[int]:
     """The unit proved its identity: a claim to register it afresh is moot, and its claimant is
     told. Returns the notices to send after the caller's commit."""
     AC = m.AccountClaim
-    rows = db.session.scalars(sa.update(AC).where(AC.unit_id == unit_id,
-                                                  AC.status == m.ClaimStatus.pending)
-                              .values(status=m.ClaimStatus.withdrawn, decided_at=now())
-                              .returning(AC.id)).all()
+    step = CLAIM_MOVES["withdraw"]
+    # The unit may not see the claims made on its account: the system withdraws them.
+    rows = move(actor, AC, sa.select(AC.id).where(AC.unit_id == unit_id,
+                                                  AC.status.in_(step.from_)),
+                step, label=claim_label(), reason="identity proven",
+                values={"decided_at": now()}, commit=False, scope_actor=SYSTEM).done
     if not rows:
         return []
-    record_many(actor, "account_claim", [(rid, m.ClaimStatus.pending) for rid in rows],
-                "withdraw", m.ClaimStatus.withdrawn, "identity proven")
     claims = db.session.scalars(sa.select(AC).where(AC.id.in_(rows))).all()
     return create_notices([n for claim in claims for n in decision_notices(claim)])

@@ -13,29 +13,20 @@ from flask_babel import lazy_gettext as _l
 from app import models as m
 from app.clock import now
 from app.extensions import db
-from app.security import REVIEWER, Actor
+from app.scoping.actor import REVIEWER, Actor
 from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.notices import Notice, create_notices, enqueue_sends, render
-from app.workflow.persons import person_label
+from app.workflow.persons import PERSON_MOVES, person_label
 from app.workflow.transitions import move
 
-PS = m.PersonStatus
 PR = m.PersonRegistration
-# The usual time a check takes: mainland ID cards 7 days, other documents (overseas) 15.
-USUAL_DAYS = {True: 7, False: 15}
-
-
-def usual_days(id_type: m.IdType) -> int:
-    return USUAL_DAYS[id_type is m.IdType.mainland_id]
 
 
 def _decide(actor: Actor, ids: Iterable[int] | sa.Select, outcome: m.ReviewOutcome,
             reason: m.ReviewReason | None, note: str | None) -> BatchResult:
     if not (actor.has(REVIEWER) or actor.is_admin):
         raise WorkflowError(_l("Only a security reviewer can do this."), 403)
-    to_state = PS.approved if outcome is m.ReviewOutcome.passed else PS.rejected
-    result = move(actor, PR, ids, action="review_" + outcome.value,
-                  from_states=[PS.awaiting_review], to_state=to_state, label=person_label(),
+    result = move(actor, PR, ids, PERSON_MOVES["review_" + outcome.value], label=person_label(),
                   reason=reason.value if reason else None,
                   values={"status_changed_at": now()}, commit=False)
     if result.done:

@@ -9,7 +9,6 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
@@ -17,17 +16,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app import models as m
 from app.extensions import db
-from app.formatting import fmt_money
-from app.security import Actor
-from app.workflow.audit import record, record_many
+from app.formatting import fmt_money, yuan_to_fen
+from app.scoping.actor import SYSTEM, Actor
+from app.workflow.audit import record
 from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.notices import create_notices, enqueue_sends
 from app.workflow.numbers import reserve
-from app.workflow.payments import confirm_payments, receipt_notices
+from app.workflow.payments import PAYMENT_MOVES, confirm_payments, receipt_notices
+from app.workflow.transitions import Move, move, table
 
 ORDER_NUMBER = re.compile(r"O\d{10}")
 COLUMNS = ("date", "amount", "reference", "payer_name", "payer_account")
 LS = m.StatementLineStatus
+# A statement line's one move: matched to the payment it confirms.
+LINE_MOVES = table({"match": Move(from_={LS.unmatched}, to=LS.matched)})
 
 
 @dataclass
@@ -37,15 +39,12 @@ class ImportReport:
     matched: int
 
 
-def _yuan_to_fen(text: str) -> int:
-    try:
-        value = Decimal(text.replace(",", "").strip())
-    except InvalidOperation:
-        raise ValueError(text) from None
-    fen = value * 100
-    if fen != fen.to_integral_value() or fen <= 0:
+def _credit_fen(text: str) -> int:
+    """A statement's amount (thousands separators allowed) as fen; only credits are read."""
+    fen = yuan_to_fen(text.replace(",", "").strip())
+    if fen <= 0:
         raise ValueError(text)
-    return int(fen)
+    return fen
 
 
 def parse_statement(data: bytes) -> list[dict]:
@@ -63,7 +62,7 @@ def parse_statement(data: bytes) -> list[dict]:
     for number, row in enumerate(reader, start=2):
         try:
             lines.append({"line_no": number, "booked_on": date.fromisoformat(row["date"].strip()),
-                          "amount_fen": _yuan_to_fen(row["amount"]),
+                          "amount_fen": _credit_fen(row["amount"]),
                           "reference": (row["reference"] or "").strip()[:200],
                           "payer_name": (row["payer_name"] or "").strip()[:200] or None,
                           "payer_account": (row["payer_account"] or "").strip()[:64] or None})
@@ -96,7 +95,8 @@ def _match(actor: Actor, line_ids: list[int], order_number: str | None = None) -
         return BatchResult()
     L = m.BankStatementLine
     lines = db.session.scalars(sa.select(L).where(L.id.in_(line_ids),
-                                                  L.status == LS.unmatched)).all()
+                                                  L.status.in_(LINE_MOVES["match"].from_))
+                                   ).all()
     wanted = {}
     for line in lines:
         found = [order_number] if order_number else ORDER_NUMBER.findall(line.reference)
@@ -129,13 +129,13 @@ def _match(actor: Actor, line_ids: list[int], order_number: str | None = None) -
             db.session.flush()
             pending[order.id] = payment
         to_confirm[payment.id] = line
-    result = confirm_payments(actor, list(to_confirm), "statement_match")
-    for payment_id in result.done:
-        line = to_confirm[payment_id]
-        line.status, line.payment_id = LS.matched, payment_id
-    record_many(actor, "bank_statement_line",
-                [(to_confirm[pid].id, LS.unmatched) for pid in result.done], "match",
-                LS.matched)
+    result = confirm_payments(actor, list(to_confirm), PAYMENT_MOVES["statement_match"])
+    paid_by = {to_confirm[pid].id: pid for pid in result.done}
+    if paid_by:
+        # The lines follow the payments they confirmed (already authorised: system scope).
+        move(actor, L, list(paid_by), LINE_MOVES["match"], label=L.reference,
+             values={"payment_id": sa.case(paid_by, value=L.id)}, commit=False,
+             scope_actor=SYSTEM)
     notification_ids = create_notices(receipt_notices(result.done)) if result.done else []
     db.session.commit()
     enqueue_sends(notification_ids)
@@ -148,7 +148,7 @@ def match_line(actor: Actor, line_id: int, order_number: str) -> None:
     line = db.session.get(m.BankStatementLine, line_id)
     if line is None:
         raise WorkflowError(_l("No such statement line."), 404)
-    if line.status is not LS.unmatched:
+    if line.status not in LINE_MOVES["match"].from_:
         raise WorkflowError(_l("This line is already matched."))
     order = db.session.scalars(sa.select(m.Order).where(m.Order.number == order_number)
                                ).one_or_none()

@@ -1,7 +1,8 @@
 """The one way a status moves: scoped, checked against allowed from-states, set-based, audited."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable, Sequence
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
@@ -10,12 +11,34 @@ from app.extensions import db
 from app.formatting import fmt_datetime
 from app.input_checks import check_lengths
 from app.models import AuditEvent
-from app.security import WRITE, Actor, scoped
+from app.scoping.actor import WRITE, Actor
+from app.scoping.rules import scoped
 from app.workflow.audit import record_many
 from app.workflow.errors import BatchResult
 
 # A rule a row must also satisfy: (SQL condition on the row, reason shown when it does not).
 Check = tuple[Any, Any]
+
+
+@dataclass(frozen=True)
+class Move:
+    """One entry of a record's transition table: the states a row may leave, the one it
+    reaches, and the action the audit trail names (the entry's key unless given: two entries
+    may share an action when one decision has two outcomes, e.g. lock)."""
+    from_: tuple
+    to: Any
+    action: str = ""
+
+    def __post_init__(self) -> None:
+        # Kept in the enum's order, so SQL and refusals read the same on every run.
+        states = set(self.from_)
+        object.__setattr__(self, "from_", tuple(s for s in type(self.to) if s in states))
+
+
+def table(moves: dict[str, Move]) -> dict[str, Move]:
+    """A record's transition table, each move named by its key unless it names its action.
+    tests/test_state_machines.py holds every table against docs/design.md."""
+    return {key: replace(step, action=step.action or key) for key, step in moves.items()}
 
 
 def as_id_select(model: type, ids: Iterable[int] | sa.Select) -> sa.Select:
@@ -36,12 +59,10 @@ def moved_by(status: Any, who: str, at: Any) -> Any:
 
 def last_moves(record_type: str, ids: Iterable[int]) -> dict[int, tuple[str, Any, Any]]:
     """The latest audited move of each record: {id: (who, to_state, when)}, in one query."""
-    from app import models as m
-
     ids = list(ids)
     if not ids:
         return {}
-    A = m.AuditEvent
+    A = AuditEvent
     latest = sa.select(sa.func.max(A.id)).where(
         A.record_type == record_type, A.record_id.in_(ids), A.to_state.is_not(None)
     ).group_by(A.record_id)
@@ -109,35 +130,45 @@ def report_lost_race(result: BatchResult, model: type, record_type: str,
             result.refuse(rid, row.label, wrong_state(status))
 
 
-def move(actor: Actor, model: type, ids: Iterable[int] | sa.Select, *, action: str,
-         from_states: Iterable[Any], to_state: Any, label: Any,
-         checks: Sequence[Check] = (), reason: str | None = None,
-         values: dict[str, Any] | None = None, record_type: str | None = None,
-         commit: bool = True, scope_actor: Actor | None = None) -> BatchResult:
-    """Move the selected rows of `model` from any of `from_states` to `to_state`.
+def move(actor: Actor, model: type, ids: Iterable[int] | sa.Select, step: Move, *,
+         label: Any, checks: Sequence[Check] = (), reason: str | None = None,
+         values: dict[str, Any] | Callable[[list[int]], dict[str, Any]] | None = None,
+         record_type: str | None = None, commit: bool = True,
+         scope_actor: Actor | None = None) -> BatchResult:
+    """Move the selected rows of `model` along `step`, an entry of its transition table:
+    from any of `step.from_` to `step.to`.
 
     Rows outside the actor's write scope are never touched (nor reported). Each refused row is
     reported with its reason: a wrong state, or the first failed check. Two statements
     (a SELECT and an UPDATE … RETURNING) plus one INSERT of audit rows, whatever the batch size.
 
+    `values` may be a function of the movable ids (in order) when they are made for exactly
+    those rows, e.g. numbers reserved from a counter; the UPDATE is then limited to them.
     `scope_actor` (SYSTEM) is for consequences of a move already authorised, e.g. the persons
     of an order finance confirmed as paid: the audit still names `actor`.
     """
     # A set-based UPDATE passes no flush: text longer than its column is refused here, before
     # anything is read, whatever state the rows are in.
-    check_lengths(model, values or {})
+    if not callable(values):
+        check_lengths(model, values or {})
     check_lengths(AuditEvent, {"reason": reason})
-    from_states = tuple(from_states)
     id_select = as_id_select(model, ids)
     scoper = scope_actor or actor
-    result, movable = select_movable(scoper, model, id_select, from_states, label, checks)
+    result, movable = select_movable(scoper, model, id_select, step.from_, label, checks)
     if movable:
+        update = guarded_update(scoper, model, id_select, step.from_, checks)
+        if callable(values):
+            ordered = sorted(movable)
+            made = values(ordered)
+            check_lengths(model, made)
+            update = update.where(model.id.in_(ordered)).values(**made)
+        else:
+            update = update.values(**(values or {}))
         updated = db.session.scalars(
-            guarded_update(scoper, model, id_select, from_states, checks)
-            .values(status=to_state, **(values or {})).returning(model.id)
-        ).all()
+            update.values(status=step.to).returning(model.id)).all()
         done = [(rid, movable[rid].status) for rid in updated if rid in movable]
-        record_many(actor, record_type or model.__tablename__, done, action, to_state, reason)
+        record_many(actor, record_type or model.__tablename__, done, step.action, step.to,
+                    reason)
         result.done = [rid for rid, _status in done]
         lost = [rid for rid in movable if rid not in set(updated)]
         if lost:

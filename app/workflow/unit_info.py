@@ -11,14 +11,15 @@ from flask_babel import lazy_gettext as _l
 from app import models as m
 from app.clock import now
 from app.extensions import db
-from app.security import Actor
+from app.scoping.actor import Actor
 from app.validation import ValidationFailed, normalise_mobile
 from app.workflow.audit import record
 from app.workflow.documents import EDITABLE_UNIT_STATES
 from app.workflow.editions import current_edition, require_delegation_window
 from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.persons import submit_persons, unit_registration_for
-from app.workflow.units import SUBMITTED_PERSON_STATUSES
+from app.workflow.transitions import move
+from app.workflow.units import SUBMITTED_PERSON_STATUSES, UNIT_MOVES, unit_label
 
 # The fields of the unit information form, as stored in the autosaved draft.
 TEXT_FIELDS = ("name", "name_en", "address", "contact_name", "contact_title",
@@ -143,17 +144,11 @@ def submit_unit(actor: Actor, with_draft_persons: bool = True) -> BatchResult | 
     if not any(counts.get(s, 0) for s in SUBMITTED_PERSON_STATUSES):
         db.session.rollback()
         raise WorkflowError(_l("Submit at least one person before or together with the unit."))
-    before = registration.status
-    changed = db.session.execute(
-        sa.update(m.UnitRegistration)
-        .where(m.UnitRegistration.id == registration.id,
-               m.UnitRegistration.status.in_(EDITABLE_UNIT_STATES))
-        .values(status=m.UnitStatus.submitted, submitted_at=now(), review_reason=None)
-        .execution_options(synchronize_session=False)).rowcount
-    if changed != 1:
+    submitted = move(actor, m.UnitRegistration, [registration.id], UNIT_MOVES["submit"],
+                     label=unit_label(), values={"submitted_at": now(), "review_reason": None},
+                     commit=False)
+    if not submitted.done:
         db.session.rollback()
         raise WorkflowError(_l("The unit was changed meanwhile; reload the page."))
-    record(actor, "unit_registration", registration.id, "submit", from_state=before,
-           to_state=m.UnitStatus.submitted)
     db.session.commit()
     return persons_result

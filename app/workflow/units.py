@@ -9,17 +9,24 @@ from flask_babel import lazy_gettext as _l
 from app import models as m
 from app.clock import now
 from app.extensions import db
-from app.security import Actor
-from app.workflow.audit import record_many
+from app.scoping.actor import Actor
 from app.workflow.editions import current_edition, require_delegation_window
 from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.notices import create_notices, enqueue_sends, unit_decision_notices
 from app.workflow.numbers import reserve
-from app.workflow.transitions import as_id_select, guarded_update, move, select_movable
+from app.workflow.transitions import Move, move, table
 
 US = m.UnitStatus
 PS = m.PersonStatus
 UR = m.UnitRegistration
+
+# The unit registration's state machine (docs/design.md, "Unit registration states").
+UNIT_MOVES = table({
+    "submit": Move(from_={US.draft, US.returned}, to=US.submitted),
+    "approve": Move(from_={US.submitted}, to=US.approved),
+    "return": Move(from_={US.submitted}, to=US.returned),
+    "reject": Move(from_={US.submitted}, to=US.rejected),
+})
 
 # Person statuses that count as "submitted before or with the unit".
 SUBMITTED_PERSON_STATUSES = tuple(s for s in PS if s not in (PS.draft, PS.awaiting_unit,
@@ -55,24 +62,17 @@ def _require_reason(reason: str | None) -> str:
 def approve_units(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
     """Approve submitted units; each gets its unit number T + edition + sequence."""
     edition = require_review_window(actor)
-    id_select = as_id_select(UR, ids)
-    from_states = (US.submitted,)
-    result, movable = select_movable(actor, UR, id_select, from_states, unit_label())
-    if movable:
-        ordered = sorted(movable)
+
+    def numbered(ordered: list[int]) -> dict:
+        # Numbers are reserved for exactly the rows that move, in id order.
         numbers = reserve(f"unit_number:{edition.id}", len(ordered))
         assigned = {rid: f"T{edition.number:02d}{n:06d}"
                     for rid, n in zip(ordered, numbers, strict=True)}
-        updated = db.session.scalars(
-            guarded_update(actor, UR, id_select, from_states)
-            .where(UR.id.in_(ordered))
-            .values(status=US.approved, unit_number=sa.case(assigned, value=UR.id),
-                    reviewed_at=now(), review_reason=None)
-            .returning(UR.id)
-        ).all()
-        done = [(rid, movable[rid].status) for rid in updated]
-        record_many(actor, "unit_registration", done, "approve", US.approved)
-        result.done = [rid for rid, _status in done]
+        return {"unit_number": sa.case(assigned, value=UR.id), "reviewed_at": now(),
+                "review_reason": None}
+
+    result = move(actor, UR, ids, UNIT_MOVES["approve"], label=unit_label(), values=numbered,
+                  commit=False)
     return _notify_and_commit(result, US.approved)
 
 
@@ -89,8 +89,7 @@ def return_units(actor: Actor, ids: Iterable[int] | sa.Select, reason: str | Non
     """Send submitted units back for changes, with a reason the unit sees."""
     reason = _require_reason(reason)
     require_review_window(actor)
-    result = move(actor, UR, ids, action="return", from_states=[US.submitted],
-                  to_state=US.returned, label=unit_label(), reason=reason,
+    result = move(actor, UR, ids, UNIT_MOVES["return"], label=unit_label(), reason=reason,
                   values={"reviewed_at": now(), "review_reason": reason}, commit=False)
     return _notify_and_commit(result, US.returned)
 
@@ -99,14 +98,6 @@ def reject_units(actor: Actor, ids: Iterable[int] | sa.Select, reason: str | Non
     """Reject submitted units, with a reason the unit sees."""
     reason = _require_reason(reason)
     require_review_window(actor)
-    result = move(actor, UR, ids, action="reject", from_states=[US.submitted],
-                  to_state=US.rejected, label=unit_label(), reason=reason,
+    result = move(actor, UR, ids, UNIT_MOVES["reject"], label=unit_label(), reason=reason,
                   values={"reviewed_at": now(), "review_reason": reason}, commit=False)
     return _notify_and_commit(result, US.rejected)
-
-
-def submitted_person_count(registration_id: int) -> int:
-    return db.session.scalar(sa.select(sa.func.count()).select_from(m.PersonRegistration).where(
-        m.PersonRegistration.unit_registration_id == registration_id,
-        m.PersonRegistration.status.in_(SUBMITTED_PERSON_STATUSES),
-    ))

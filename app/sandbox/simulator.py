@@ -1,6 +1,7 @@
-"""The local payment sandbox: it plays Alipay, WeChat Pay, UnionPay and the B2B bank.
+"""The payment simulator: it plays Alipay, WeChat Pay, UnionPay and the B2B bank.
 
-On in development and tests (`PAYMENT_SANDBOX`), off in production. It keeps, under
+Used only when `app.sandbox` is registered (`PAYMENT_SANDBOX`: on in development and tests,
+off in production). It keeps, under
 `PAYMENT_SANDBOX_DIR` (default `instance/payment-sandbox/`, gitignored):
 
 - `keys.json` (mode 0600): for each provider a merchant key pair (ours) and a provider key pair
@@ -50,17 +51,13 @@ from werkzeug.test import Client
 
 from app import models as m
 from app.clock import now_shanghai
-from app.gateways.payments import (
-    AlipayGateway,
-    AlipaySettings,
-    B2BGateway,
+from app.gateways.payments.alipay import AlipayGateway, AlipaySettings
+from app.gateways.payments.b2b import B2BGateway
+from app.gateways.payments.base import (
     LinkResponse,
     PaymentGateway,
     ProviderUnreachable,
     SignedParamsSettings,
-    UnionPayGateway,
-    WechatPayGateway,
-    WechatSettings,
     fen_from_text,
     load_private_key,
     load_public_key,
@@ -71,10 +68,12 @@ from app.gateways.payments import (
     yuan_text,
     yuan_to_fen,
 )
+from app.gateways.payments.unionpay import UnionPayGateway
+from app.gateways.payments.wechat import WechatPayGateway, WechatSettings
 
 Ch = m.PaymentChannel
 CHANNELS = (Ch.alipay, Ch.wechat, Ch.unionpay, Ch.b2b)
-# The B2B bank's page in the sandbox (PaymentSandboxView): where the unit's browser is sent.
+# The B2B bank's page in the sandbox (app.sandbox.views): where the unit's browser is sent.
 SANDBOX_BANK_PATH = "/sandbox/pay/bank"
 # Never resolved: the sandbox link answers in-process whatever host a request names.
 SANDBOX_API_URLS = {Ch.unionpay: "https://unionpay.sandbox.invalid",

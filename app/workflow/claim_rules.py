@@ -1,13 +1,29 @@
-"""The messages of an account claim (app/workflow/claims.py): to the contacts on file and to the
-claimant, each in its own language."""
+"""An account claim's state machine and messages (to the contacts on file and to the claimant,
+each in its own language): what app/workflow/claims.py and registration.py both need."""
 from __future__ import annotations
 
+from typing import Any
+
+import sqlalchemy as sa
 from flask_babel import gettext as _
 
 from app import models as m
 from app.workflow.notices import Notice, render
+from app.workflow.transitions import Move, table
 
 CS = m.ClaimStatus
+AC = m.AccountClaim
+# The account claim's state machine (docs/design.md, "Account claims").
+CLAIM_MOVES = table({
+    "approve": Move(from_={CS.pending}, to=CS.approved),
+    "reject": Move(from_={CS.pending}, to=CS.rejected),
+    # The unit proved its identity after all: the claim is moot (registration.py).
+    "withdraw": Move(from_={CS.pending}, to=CS.withdrawn),
+})
+
+
+def claim_label() -> Any:
+    return sa.select(m.Unit.name).where(m.Unit.id == AC.unit_id).scalar_subquery()
 
 
 

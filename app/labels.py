@@ -1,4 +1,5 @@
-"""Column labels shared by every view, so a field reads the same everywhere, in zh and en."""
+"""Column labels and the masking formatters shared by the views, the REST API, the exports and
+the input checks, so a field reads the same everywhere, in zh and en."""
 from flask_babel import lazy_gettext as _l
 
 from app.formatting import mask_id_number, mask_mobile
@@ -157,10 +158,6 @@ COLUMN_LABELS = {
     "unit.email": _l("E-mail on file"),
     "decided_at": _l("Decided at"),
 }
-
-
-def labels(*columns: str) -> dict:
-    return {c: COLUMN_LABELS[c] for c in columns if c in COLUMN_LABELS}
 
 
 def fmt_entry_days(mask: int | None) -> str:
