@@ -33,7 +33,7 @@ from app.workflow.registration import (
     returning_unit,
     unit_user,
 )
-from app.workflow.transitions import move
+from app.workflow.transitions import insert_guarded, move
 from app.workflow.units import require_review_window
 
 CS = m.ClaimStatus
@@ -68,14 +68,9 @@ def claim_account(data: NewUnit, address: str | None) -> m.AccountClaim:
                mobile=checked.mobile, email=checked.email,
                password_hash=hash_password(data.password),
                language="en" if data.region is m.Region.overseas else "zh")
-    db.session.add(claim)
-    try:
-        db.session.flush()
-    except sa.exc.IntegrityError:
-        # Two claims at once: the partial unique index lets one wait.
-        db.session.rollback()
-        raise WorkflowError(_l("A request to register this unit afresh is already waiting "
-                               "for its trading delegation."), 409) from None
+    # Two claims at once: the partial unique index lets one wait.
+    insert_guarded(claim, _l("A request to register this unit afresh is already waiting for "
+                             "its trading delegation."))
     record(ANONYMOUS, "account_claim", claim.id, "create", to_state=CS.pending,
            detail={"unit": unit.id, "address": address, "delegation": claim.delegation_id})
     record(ANONYMOUS, "unit", unit.id, "claim_afresh", detail={"claim": claim.id,

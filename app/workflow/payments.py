@@ -26,7 +26,7 @@ from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.notices import Notice, create_notices, enqueue_sends, render
 from app.workflow.numbers import reserve
 from app.workflow.persons import PERSON_MOVES, person_label
-from app.workflow.transitions import Move, as_id_select, move, table
+from app.workflow.transitions import Move, as_id_select, insert_guarded, move, table
 
 if TYPE_CHECKING:
     from app.gateways.payments.base import VerifiedNotification
@@ -196,13 +196,8 @@ def _supersede(actor: Actor, payment: m.Payment) -> None:
 def _add_payment(actor: Actor, payment: m.Payment, action: str, detail: dict | None = None
                  ) -> m.Payment:
     """Insert the attempt; the partial unique index is the last guard of one open attempt."""
-    db.session.add(payment)
-    try:
-        db.session.flush()
-    except sa.exc.IntegrityError:
-        db.session.rollback()
-        raise WorkflowError(_l("Another payment for this order was started at the same "
-                               "moment. Reload the page to see it."), 409) from None
+    insert_guarded(payment, _l("Another payment for this order was started at the same "
+                               "moment. Reload the page to see it."))
     record(actor, "payment", payment.id, action, to_state=payment.status, detail=detail)
     return payment
 

@@ -14,7 +14,7 @@ from app.models import AuditEvent
 from app.scoping.actor import WRITE, Actor
 from app.scoping.rules import scoped
 from app.workflow.audit import record_many
-from app.workflow.errors import BatchResult
+from app.workflow.errors import BatchResult, WorkflowError
 
 # A rule a row must also satisfy: (SQL condition on the row, reason shown when it does not).
 Check = tuple[Any, Any]
@@ -39,6 +39,18 @@ def table(moves: dict[str, Move]) -> dict[str, Move]:
     """A record's transition table, each move named by its key unless it names its action.
     tests/test_state_machines.py holds every table against docs/design.md."""
     return {key: replace(step, action=step.action or key) for key, step in moves.items()}
+
+
+def insert_guarded(row: Any, refusal: Any) -> None:
+    """Add and flush a new row whose unique index guards a race (one open payment per order,
+    one waiting claim per unit): the loser's insert is refused with `refusal` (409), nothing
+    changed."""
+    db.session.add(row)
+    try:
+        db.session.flush()
+    except sa.exc.IntegrityError:
+        db.session.rollback()
+        raise WorkflowError(refusal, 409) from None
 
 
 def as_id_select(model: type, ids: Iterable[int] | sa.Select) -> sa.Select:
