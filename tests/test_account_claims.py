@@ -212,3 +212,15 @@ def test_the_owner_proving_its_identity_withdraws_the_claim(app, world, login):
     delegation.action("/delegation/claims", "approve_claims", [the_claim().id])
     assert the_claim().status is m.ClaimStatus.withdrawn
     assert logs_in(app, DEMO_PASSWORD)
+
+
+def test_a_claim_with_bad_input_is_refused_naming_the_field(app, world):
+    client = Client(app)
+    fail_every_check(client)
+    for changes in ({"name": "冒名\x00食品"}, {"name": "长" * 201},
+                    {"email": "a@" + "b" * 260 + ".cn"}, {"region": "mars"},
+                    {"category": "pirate"}):
+        response = claim(client, **changes)
+        assert 400 <= response.status_code < 500, changes
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(m.AccountClaim)) == 0
+    assert logs_in(app, DEMO_PASSWORD)
