@@ -269,7 +269,7 @@ CIIE_ROLES = {
     ],
     "person": _SELF_SERVICE + [
         (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
-        (r"^AppPersonApi$", r"^can_(join|get_me|put_me)$"),
+        (r"^AppPersonApi$", r"^can_(join|get_me|put_me|put_photo)$"),
     ],
     "delegation": _SELF_SERVICE + [
         (r"^DelegationUnits$", r"^(can_(list|show|export)|approve_units|return_units|"

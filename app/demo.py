@@ -2,6 +2,7 @@
 states and one login per role. Safe to run twice: it does nothing if the demo is loaded."""
 from __future__ import annotations
 
+import io
 import secrets
 from datetime import date, datetime, timedelta
 
@@ -20,6 +21,25 @@ PS = m.PersonStatus
 
 def make_uscc(body17: str) -> str:
     return body17 + uscc.calc_check_digit(body17)
+
+
+def _demo_photo(shade: int) -> dict[str, str]:
+    """An ID photo and its thumbnail for a demo person (a plain portrait-sized picture): every
+    person but a draft needs one."""
+    from PIL import Image
+
+    from app.storage import store
+    from app.workflow.persons import THUMBNAIL_SIZE
+
+    image = Image.new("RGB", (300, 400), (90 + 10 * shade % 160, 120, 180))
+    keys = {}
+    for field, size in (("photo_key", None), ("thumb_key", THUMBNAIL_SIZE)):
+        if size:
+            image.thumbnail(size)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=85)
+        keys[field] = store(buffer.getvalue(), "jpg")
+    return keys
 
 
 def make_ric(body17: str) -> str:
@@ -145,21 +165,21 @@ def load_demo() -> list[tuple[str, str]]:
          m.Tag.visitor),
         (unit_a, reg_a, "张强", m.Gender.male, "31010419900303003", PS.awaiting_review,
          m.Tag.staff),
-        (unit_a, reg_a, "刘洋", m.Gender.male, "31011519920404004", PS.draft, None),
-        (unit_a, reg_a, "陈静", m.Gender.female, "31011519930505005", PS.in_order,
+        (unit_a, reg_a, "刘洋", m.Gender.male, "31011519920404005", PS.draft, None),
+        (unit_a, reg_a, "陈静", m.Gender.female, "31011519930505006", PS.in_order,
          m.Tag.visitor),
         (unit_b, reg_b, "赵敏", m.Gender.female, "31010419880606006", PS.submitted, None),
         (unit_b, reg_b, "孙磊", m.Gender.male, "31010419870707007", PS.submitted, None),
-        (unit_c, reg_c, "周杰", m.Gender.male, "31010119860808008", PS.submitted, None),
-        (unit_d, reg_d, "吴芳", m.Gender.female, "11010119890909009", PS.draft, None),
-        (unit_e, reg_e, "郑浩", m.Gender.male, "33010619911010010", PS.submitted, None),
+        (unit_c, reg_c, "周杰", m.Gender.male, "31010119860808009", PS.submitted, None),
+        (unit_d, reg_d, "吴芳", m.Gender.female, "11010119890909008", PS.draft, None),
+        (unit_e, reg_e, "郑浩", m.Gender.male, "33010619911010011", PS.submitted, None),
     ]
     registrations = []
     for i, (u, reg, name, gender, body, status, tag) in enumerate(people):
         number = make_ric(body)
         person = m.Person(unit=u, name=name, gender=gender, id_type=m.IdType.mainland_id,
                           id_number=number, nationality="CN",
-                          mobile=f"+86139{i:08d}", job_title="采购经理")
+                          mobile=f"+86139{i:08d}", job_title="采购经理", **_demo_photo(i))
         pr = m.PersonRegistration(
             edition=fifth, person=person, unit_registration=reg,
             id_key=id_key(m.IdType.mainland_id, number), status=status, tag=tag,
@@ -250,7 +270,7 @@ def _history(fourth: m.Edition, unit_a: m.Unit, reg_a: m.UnitRegistration,
         number = make_ric(body)
         person = m.Person(unit=unit, name=name, gender=gender, id_type=m.IdType.mainland_id,
                           id_number=number, nationality="CN", mobile=f"+86137{i:08d}",
-                          job_title="采购总监")
+                          job_title="采购总监", **_demo_photo(10 + i))
         badge = m.Badge(number=f"B04{i:06d}", person=person, edition=fourth, tag=tag,
                         status=m.BadgeStatus.delivered, active=True,
                         token_nonce=secrets.token_hex(16), printed_name=name,

@@ -109,10 +109,11 @@ def _request_texts() -> Iterator[tuple[str, str]]:
             yield name, value
     for source in (request.args, request.form):
         for name, value in source.items(multi=True):
+            name = name or ""     # a multipart part may come without a name
             match = _FILTER_ARG.fullmatch(name)
             yield (match[1] if match else name), name + value
     for name, upload in request.files.items(multi=True):
-        yield name, name + (upload.filename or "")
+        yield name or "", (name or "") + (upload.filename or "")
     if request.is_json:
         yield from _json_texts("", request.get_json(silent=True))
 

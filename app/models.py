@@ -167,11 +167,14 @@ class IdType(LabelledEnum):
     taiwan_permit = "taiwan_permit", _l("Taiwan permit")
     passport = "passport", _l("Passport")
     foreign_permanent_id = "foreign_permanent_id", _l("Foreigner permanent residence ID")
+    hmt_residence_permit = "hmt_residence_permit", _l(
+        "Residence permit for Hong Kong, Macau and Taiwan residents")
 
     @property
     def usual_review_days(self) -> int:
         """The days a security check usually takes: 7 for a mainland ID card, 15 for other
-        documents (overseas)."""
+        documents (overseas; a residence permit's holder is a Hong Kong, Macau or Taiwan
+        resident, checked like the travel permits)."""
         return 7 if self is IdType.mainland_id else 15
 
 

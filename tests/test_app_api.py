@@ -3,6 +3,7 @@ acceptance; refusals say why in the request's language and change nothing; a per
 never reaches another person."""
 from __future__ import annotations
 
+import io
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -18,6 +19,14 @@ PASSWORD = "Visit2022ok"
 EN = {"Accept-Language": "en-US,en;q=0.9"}
 ID_LI = make_ric("31011519950101123")
 ID_HAN = make_ric("31011519960202234")
+
+
+def portrait() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 400), (200, 200, 210)).save(buffer, "JPEG")
+    return buffer.getvalue()
 
 
 def join_body(**changes) -> dict:
@@ -93,6 +102,11 @@ def test_sign_up_join_accept_flow(login, world):
     assert changed.json["job_title"] == "总经理"
     assert changed.json["entry_dates"] == ["2022-11-07"]
     assert len(audit("update")) == 1
+    # The unit accepts only a person with a photo, which the app sends.
+    photo = client.http.put("/api/v1/app/me/photo", headers=headers,
+                            data={"photo": (io.BytesIO(portrait()), "me.jpg")},
+                            content_type="multipart/form-data")
+    assert photo.status_code == 200, photo.json
 
     accepted = login(UNIT_A).action("/unit/persons", "accept_joins", [record["id"]])
     assert accepted.status_code == 302

@@ -83,7 +83,7 @@ def test_what_the_fuzzing_found_stays_fixed(login, world):
 
 OPERATIONS = {
     "POST /api/v1/app/signup", "POST /api/v1/app/join", "GET /api/v1/app/me",
-    "PUT /api/v1/app/me",
+    "PUT /api/v1/app/me", "PUT /api/v1/app/me/photo",
     "GET /api/v1/persons/", "GET /api/v1/persons/{pk}", "GET /api/v1/persons/_info",
     "GET /api/v1/units/", "GET /api/v1/units/{pk}", "GET /api/v1/units/_info",
 }

@@ -358,3 +358,51 @@ class AppPersonApi(AppApi):
         except WorkflowError as exc:
             return self.refuse(exc.status_code, exc.message)
         return self.response(200, **person_json(registration))
+
+    @expose("/me/photo", methods=["PUT"])
+    @protect()
+    @safe
+    def put_photo(self) -> Response:
+        """Send my ID photo while my unit has not decided.
+        ---
+        put:
+          summary: Send my photo
+          description: >-
+            JPEG or PNG, at least 100 × 120 pixels. Possible only while the status is
+            awaiting_unit; the unit can accept the person only with a photo.
+          requestBody:
+            required: true
+            content:
+              multipart/form-data:
+                schema:
+                  type: object
+                  properties:
+                    photo:
+                      type: string
+                      format: binary
+                  required: [photo]
+          responses:
+            200:
+              description: Stored
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/AppPersonSchema'
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+            404:
+              $ref: '#/components/responses/404'
+            409:
+              $ref: '#/components/responses/409'
+            500:
+              $ref: '#/components/responses/500'
+        """
+        try:
+            registration = app_persons.set_own_photo(current_actor(), request.files.get("photo"))
+        except WorkflowError as exc:
+            return self.refuse(exc.status_code, exc.message)
+        return self.response(200, **person_json(registration))

@@ -132,9 +132,14 @@ class UnitPreviewView(BaseView):
                 current_actor(), with_drafts)), _("Submitted to your delegation.")):
             result = outcome.get("result")
             if result is not None and result.refused:
-                flash(_("%(count)d draft person(s) were not submitted: complete them and "
-                        "submit them from the persons list.", count=len(result.refused)),
-                      "warning")
+                # Each refused person by name, with its reason (e.g. no photo yet).
+                from markupsafe import Markup, escape
+
+                flash(escape(_("%(count)d draft person(s) were not submitted: complete them "
+                               "and submit them from the persons list.",
+                               count=len(result.refused))) + Markup("<br>") + Markup(
+                    "<br>").join(Markup("{}: {}").format(r.label, str(r.reason))
+                                 for r in result.refused), "warning")
         return redirect(url_for("UnitPreviewView.show"))
 
 

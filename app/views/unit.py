@@ -1,6 +1,7 @@
 """The unit's dashboard: its persons, documents, addresses, orders and event applications."""
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from flask import abort, flash, redirect, request, url_for
@@ -16,6 +17,7 @@ from wtforms import BooleanField, FileField, SelectField, SelectMultipleField, S
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from app import models as m
+from app.extensions import db
 from app.labels import fmt_entry_days
 from app.scoping.actor import current_actor, write_scope
 from app.scoping.interface import ScopedInterface, Selection
@@ -24,6 +26,7 @@ from app.views.base import ScopedModelView, attempt, batch_action, download_link
 from app.views.invoices import request_link as invoice_request_link
 from app.workflow import addresses, documents, events, payments, persons
 from app.workflow.editions import current_edition
+from app.workflow.errors import WorkflowError
 
 
 def current_edition_id() -> int:
@@ -41,7 +44,10 @@ def _choices(enum_cls: type) -> list[tuple[str, Any]]:
 
 class PersonForm(DynamicForm):
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=100)])
-    gender = SelectField(_l("Gender"), choices=_choices(m.Gender), validators=[DataRequired()])
+    # Left empty, the gender is read from the ID number (those that carry it).
+    gender = SelectField(_l("Gender"),
+                         choices=[("", _l("As in the ID number"))] + _choices(m.Gender),
+                         validators=[Optional()])
     id_type = SelectField(_l("ID document"), choices=_choices(m.IdType),
                           validators=[DataRequired()])
     id_number = StringField(_l("ID number"), validators=[DataRequired(), Length(max=32)])
@@ -52,6 +58,12 @@ class PersonForm(DynamicForm):
     job_title = StringField(_l("Job title"), validators=[Optional(), Length(max=100)])
     entry_dates = MultiCheckboxField(_l("Entry dates"), choices=[])
     photo = FileField(_l("Photo (JPEG or PNG, at most 2 MB, at least 100 × 120 pixels)"))
+
+
+class EntryDatesForm(DynamicForm):
+    """After submission only the entry dates change, until the person is in an order."""
+
+    entry_dates = MultiCheckboxField(_l("Entry dates"), choices=[])
 
 
 def uploaded_photo():
@@ -67,17 +79,15 @@ def thumbnail(person_id: int | None) -> Markup:
         url_for("PersonFileView.thumb", person_id=person_id))
 
 
-def person_form_with_days(form: PersonForm) -> PersonForm:
+def person_form_with_days(form: PersonForm | EntryDatesForm) -> PersonForm | EntryDatesForm:
     edition = current_edition()
     form.entry_dates.choices = [(d.isoformat(), d.strftime("%Y-%m-%d")) for d in edition.days]
     return form
 
 
 def person_data(form: PersonForm) -> persons.PersonData:
-    from datetime import date
-
     return persons.PersonData(
-        name=form.name.data, gender=m.Gender(form.gender.data),
+        name=form.name.data, gender=m.Gender(form.gender.data) if form.gender.data else None,
         id_type=m.IdType(form.id_type.data), id_number=form.id_number.data,
         nationality=form.nationality.data, mobile=form.mobile.data, email=form.email.data,
         job_title=form.job_title.data,
@@ -108,16 +118,36 @@ class UnitPersonView(ScopedModelView):
                                   "mobile", "email", "job_title", "entry_dates", "photo"]
     formatters_columns = {"entry_days": fmt_entry_days, "photo": thumbnail}
 
+    @staticmethod
+    def _refused(form, call) -> int | None:
+        """Run the save; on a refusal roll back, show the reason (at its field when it names
+        one) and answer the form again with the refusal's status, the typed values kept."""
+        try:
+            call()
+        except WorkflowError as exc:
+            db.session.rollback()
+            if exc.status_code == 404:
+                abort(404)
+            field = getattr(form, getattr(exc, "field", ""), None)
+            if field is not None:
+                field.errors = [*field.errors, str(exc.message)]
+            flash(str(exc.message), "danger")
+            return exc.status_code
+        flash(_("Saved."), "success")
+        return None
+
     @expose("/add", methods=["GET", "POST"])
     @has_access
     def add(self):
         form = person_form_with_days(self.add_form.refresh())
-        if request.method == "POST" and form.validate() and attempt(
-                lambda: persons.save_person(current_actor(), person_data(form),
-                                            photo=uploaded_photo()), _("Saved.")):
-            return self.post_add_redirect()
+        status = 200
+        if request.method == "POST" and form.validate():
+            status = self._refused(form, lambda: persons.save_person(
+                current_actor(), person_data(form), photo=uploaded_photo()))
+            if status is None:
+                return self.post_add_redirect()
         return self.render_template(self.add_template, title=self.add_title,
-                                    widgets=self._get_add_widget(form=form))
+                                    widgets=self._get_add_widget(form=form)), status
 
     @expose("/edit/<pk>", methods=["GET", "POST"])
     @has_access
@@ -127,12 +157,16 @@ class UnitPersonView(ScopedModelView):
             registration = get_scoped(m.PersonRegistration, pk, actor)
         if registration is None:
             abort(404)
+        if registration.status not in persons.EDITABLE:
+            return self._edit_entry_dates(actor, registration)
+        status = 200
         if request.method == "POST":
             form = person_form_with_days(self.edit_form.refresh(request.form))
-            if form.validate() and attempt(lambda: persons.save_person(
-                    actor, person_data(form), registration.id, photo=uploaded_photo()),
-                    _("Saved.")):
-                return redirect(self.get_redirect())
+            if form.validate():
+                status = self._refused(form, lambda: persons.save_person(
+                    actor, person_data(form), registration.id, photo=uploaded_photo()))
+                if status is None:
+                    return redirect(self.get_redirect())
         else:
             person = registration.person
             form = person_form_with_days(self.edit_form.refresh(obj=person))
@@ -140,7 +174,33 @@ class UnitPersonView(ScopedModelView):
             form.id_type.data = person.id_type.value
             form.entry_dates.data = [d.isoformat() for d in registration.entry_dates]
         return self.render_template(self.edit_template, title=self.edit_title,
-                                    widgets=self._get_edit_widget(form=form))
+                                    widgets=self._get_edit_widget(form=form)), status
+
+    def _edit_entry_dates(self, actor, registration: m.PersonRegistration):
+        """A submitted person: only its entry dates, and only until it is in an order; when
+        they cannot change, the reason instead of a form."""
+        refusal = persons.entry_dates_refusal(registration)
+        if refusal is not None:
+            flash(str(refusal), "warning")
+            return redirect(url_for(f"{self.endpoint}.show", pk=registration.id))
+        status = 200
+        if request.method == "POST":
+            form = person_form_with_days(EntryDatesForm())
+            if form.validate():
+                status = self._refused(form, lambda: persons.change_entry_dates(
+                    actor, registration.id,
+                    [date.fromisoformat(d) for d in form.entry_dates.data or []]))
+                if status is None:
+                    return redirect(self.get_redirect())
+        else:
+            form = person_form_with_days(EntryDatesForm())
+            form.entry_dates.data = [d.isoformat() for d in registration.entry_dates]
+            flash(_("%(name)s is submitted: only the entry dates can be changed, until the "
+                    "person is in an order.", name=registration.person.name), "info")
+        widget = self.edit_widget(form=form, include_cols=["entry_dates"], exclude_cols=[],
+                                  fieldsets=None)
+        return self.render_template(self.edit_template, title=self.edit_title,
+                                    widgets={"edit": widget}), status
 
     def _delete(self, pk):
         attempt(lambda: persons.delete_draft(current_actor(), pk), _("Deleted."))

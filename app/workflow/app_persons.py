@@ -6,6 +6,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from app import models as m
+from app import storage
 from app.clock import now
 from app.extensions import db
 from app.scoping.actor import PERSON, READ, WRITE, Actor, actor_for_user
@@ -14,7 +15,7 @@ from app.validation import ValidationFailed, check_password, normalise_username
 from app.workflow.audit import record
 from app.workflow.editions import current_edition, require_delegation_window
 from app.workflow.errors import WorkflowError
-from app.workflow.persons import PersonData, _clean, write_person_data
+from app.workflow.persons import PersonData, _clean, store_photo, write_person_data
 
 PS = m.PersonStatus
 # What the person typed can change until its unit has decided on it.
@@ -114,13 +115,33 @@ def join_unit(actor: Actor, unit_number: str, data: PersonData) -> m.PersonRegis
     return registration
 
 
-def update_own(actor: Actor, data: PersonData) -> m.PersonRegistration:
-    """The person changes its data while its unit has not decided yet."""
+def _own_editable(actor: Actor) -> m.PersonRegistration:
     registration = own_registration(actor, WRITE, lock=True)
     if registration.status not in EDITABLE:
         raise WorkflowError(_l("Your data can no longer be changed here: the status is "
                                "\"%(status)s\". Ask your unit to change it.",
                                status=registration.status.label))
+    return registration
+
+
+def set_own_photo(actor: Actor, photo) -> m.PersonRegistration:
+    """The person sends its ID photo while its unit has not decided: the unit can accept it
+    only with a photo."""
+    registration = _own_editable(actor)
+    person = registration.person
+    old_files = (person.photo_key, person.thumb_key)
+    person.photo_key, person.thumb_key = store_photo(photo)
+    record(actor, "person_registration", registration.id, "update",
+           detail={"fields": ["photo"]})
+    db.session.commit()
+    for key in old_files:
+        storage.remove(key)
+    return registration
+
+
+def update_own(actor: Actor, data: PersonData) -> m.PersonRegistration:
+    """The person changes its data while its unit has not decided yet."""
+    registration = _own_editable(actor)
     edition = registration.edition
     require_delegation_window(edition, registration.unit_registration.delegation_id)
     data = _clean_own(data, edition)

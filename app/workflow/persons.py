@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import date
-from typing import Iterable
+from typing import Any, Iterable
 
 import sqlalchemy as sa
 from flask import current_app
@@ -17,8 +17,8 @@ from app import storage
 from app.clock import now
 from app.extensions import db
 from app.scoping.actor import WRITE, Actor
-from app.scoping.rules import get_scoped
-from app.validation import ValidationFailed, normalise_id_number, normalise_mobile
+from app.scoping.rules import get_scoped, scoped
+from app.validation import ValidationFailed, normalise_mobile, normalise_text, read_id_document
 from app.workflow.audit import record
 from app.workflow.editions import current_edition, require_delegation_window
 from app.workflow.errors import BatchResult, WorkflowError
@@ -26,6 +26,9 @@ from app.workflow.transitions import Move, as_id_select, move, table
 
 PS = m.PersonStatus
 EDITABLE = (PS.draft,)
+# After submission only the entry dates may change, until the person is in an order
+# (订单生成前，专业观众可修改入场日期) or its review has been decided.
+ENTRY_DATES_EDITABLE = (PS.submitted, PS.awaiting_lock, PS.awaiting_payment, PS.awaiting_review)
 
 # The person registration's state machine (docs/design.md, "Person state machine"); the
 # modules that make each move: persons (submit, joins, cancel), locking, payments, review,
@@ -61,7 +64,7 @@ PERSON_MOVES = table({
 @dataclass
 class PersonData:
     name: str
-    gender: m.Gender
+    gender: m.Gender | None   # None: read from the ID number
     id_type: m.IdType
     id_number: str
     nationality: str
@@ -92,21 +95,50 @@ def unit_registration_for(actor: Actor, edition: m.Edition) -> m.UnitRegistratio
     return registration
 
 
+class FieldRefused(WorkflowError):
+    """Input of one field refused (400): the form shows the reason at that field."""
+
+    status_code = 400
+
+    def __init__(self, field: str, message: Any) -> None:
+        super().__init__(message, 400)
+        self.field = field
+
+
+def _gender(chosen: m.Gender | str | None, document) -> m.Gender:
+    """The gender typed, which must agree with the ID number's gender digit (GB 11643: the
+    17th digit is odd for men); left empty, it is read from the number."""
+    chosen = m.Gender(chosen) if chosen else None
+    if document.gender is None:
+        if chosen is None:
+            raise FieldRefused("gender", _l("Gender: choose the gender."))
+        return chosen
+    if chosen is not None and chosen is not document.gender:
+        raise FieldRefused("gender", _l("Gender: the ID number is that of a person of gender "
+                                        "\"%(gender)s\"; check the gender or the number.",
+                                        gender=document.gender.label))
+    return document.gender
+
+
 def _clean(data: PersonData, edition: m.Edition) -> PersonData:
     try:
-        number = normalise_id_number(data.id_type, data.id_number)
+        document = read_id_document(data.id_type, data.id_number)
+    except ValidationFailed as exc:
+        raise FieldRefused("id_number", exc.message) from None
+    try:
         mobile = normalise_mobile(data.mobile) if data.mobile else None
     except ValidationFailed as exc:
-        raise WorkflowError(exc.message, 400) from None
+        raise FieldRefused("mobile", exc.message) from None
+    gender = _gender(data.gender, document)
     outside = [d for d in data.entry_dates if d not in edition.days]
     if outside:
         raise WorkflowError(_l("Entry dates must be exhibition days (%(first)s to %(last)s).",
                                first=edition.start_date.isoformat(),
                                last=edition.end_date.isoformat()), 400)
-    return PersonData(data.name.strip(), m.Gender(data.gender), m.IdType(data.id_type), number,
-                      (data.nationality or "CN").upper(), mobile,
-                      (data.email or "").strip() or None, (data.job_title or "").strip() or None,
-                      sorted(set(data.entry_dates)))
+    return PersonData(normalise_text(data.name).strip(), gender, m.IdType(data.id_type),
+                      document.number, normalise_text(data.nationality or "CN").upper(),
+                      mobile, (data.email or "").strip() or None,
+                      (data.job_title or "").strip() or None, sorted(set(data.entry_dates)))
 
 
 PHOTO_TYPES = ("image/jpeg", "image/png")
@@ -201,10 +233,80 @@ def _save_reuse_contacts(actor: Actor, registration: m.PersonRegistration,
     return registration
 
 
+def _order_holding(registration_id: int) -> m.Order | None:
+    """The pending or paid order the person is in, if any."""
+    return db.session.scalars(
+        sa.select(m.Order).join(m.OrderItem, m.OrderItem.order_id == m.Order.id)
+        .where(m.OrderItem.person_registration_id == registration_id,
+               m.OrderItem.active.is_(True))).first()
+
+
+def entry_dates_refusal(registration: m.PersonRegistration) -> Any | None:
+    """Why the person's entry dates cannot be changed now, or None when they can: until the
+    person is in an order (or its review has been decided), not for a reused badge."""
+    if registration.status in EDITABLE:
+        return None
+    if registration.is_reuse:
+        return _l("A reused badge keeps the entry dates printed on it; they cannot be changed.")
+    order = _order_holding(registration.id)
+    if order is not None:
+        if order.status is m.OrderStatus.paid:
+            return _l("The entry dates can no longer be changed: the person's badge was paid "
+                      "with order %(number)s.", number=order.number)
+        return _l("The entry dates can no longer be changed: the person is in order "
+                  "%(number)s, which waits for payment. Cancel that order first to change "
+                  "them.", number=order.number)
+    if registration.status not in ENTRY_DATES_EDITABLE:
+        return _l("The entry dates can no longer be changed: the status is \"%(status)s\".",
+                  status=registration.status.label)
+    return None
+
+
+def change_entry_dates(actor: Actor, registration_id: int,
+                       entry_dates: list[date]) -> m.PersonRegistration:
+    """A unit changes a submitted person's entry dates (nothing else) until the person is in
+    an order. The row is locked first: an order made meanwhile waits, or is seen here."""
+    PR = m.PersonRegistration
+    registration = db.session.scalars(scoped(
+        sa.select(PR).where(PR.id == registration_id), PR, actor, WRITE,
+    ).with_for_update(of=PR)).one_or_none()
+    if registration is None:
+        raise WorkflowError(_l("No such person."), 404)
+    refusal = entry_dates_refusal(registration)
+    if refusal is not None:
+        raise WorkflowError(refusal, 409)
+    edition = registration.edition
+    dates = sorted(set(entry_dates))
+    if not dates:
+        raise WorkflowError(_l("Entry dates: choose at least one entry date."), 400)
+    if any(d not in edition.days for d in dates):
+        raise WorkflowError(_l("Entry dates must be exhibition days (%(first)s to %(last)s).",
+                               first=edition.start_date.isoformat(),
+                               last=edition.end_date.isoformat()), 400)
+    before = registration.entry_dates
+    if before != dates:
+        registration.entry_days = edition.days_to_mask(dates)
+        record(actor, "person_registration", registration.id, "change_entry_dates",
+               detail={"from": [d.isoformat() for d in before],
+                       "to": [d.isoformat() for d in dates]})
+    db.session.commit()
+    return registration
+
+
+def has_photo():
+    """SQL: the registration's person has a photo (each submitted person needs one)."""
+    PR = m.PersonRegistration
+    return sa.exists().where(m.Person.id == PR.person_id, m.Person.photo_key.is_not(None))
+
+
+NO_PHOTO = _l("upload the person's photo first")
+
+
 def submit_persons(actor: Actor, ids: Iterable[int] | sa.Select,
                    commit: bool = True) -> BatchResult:
-    """A unit submits draft persons (each needs at least one entry date). Badge-reuse persons
-    arrive with their previous tag and wait for the delegation's lock (awaiting_lock)."""
+    """A unit submits draft persons (each needs at least one entry date and a photo).
+    Badge-reuse persons arrive with their previous tag and wait for the delegation's lock
+    (awaiting_lock)."""
     edition = current_edition()
     unit_registration = unit_registration_for(actor, edition)
     require_delegation_window(edition, unit_registration.delegation_id)
@@ -215,7 +317,8 @@ def submit_persons(actor: Actor, ids: Iterable[int] | sa.Select,
         part = move(actor, PR, sa.select(PR.id).where(PR.id.in_(selected),
                                                       PR.is_reuse.is_(reuse)),
                     step, label=person_label(),
-                    checks=[(PR.entry_days > 0, _l("choose at least one entry date"))],
+                    checks=[(PR.entry_days > 0, _l("choose at least one entry date")),
+                            (has_photo(), NO_PHOTO)],
                     values={"submitted_at": now(), "status_changed_at": now()}, commit=False)
         result.done += part.done
         result.refused += part.refused
@@ -237,11 +340,13 @@ def cancel_persons(actor: Actor, ids: Iterable[int] | sa.Select,
 
 def decide_joins(actor: Actor, ids: Iterable[int] | sa.Select, accept: bool,
                  reason: str | None = None) -> BatchResult:
-    """A unit accepts (→ submitted) or refuses (→ cancelled) persons who joined from the app."""
+    """A unit accepts (→ submitted; the person needs a photo, sent from the app) or refuses
+    (→ cancelled) persons who joined from the app."""
     if actor.unit_id is None:
         raise WorkflowError(_l("Only a unit account can do this."), 403)
     return move(actor, m.PersonRegistration, ids,
                 PERSON_MOVES["accept_join" if accept else "refuse_join"], label=person_label(),
+                checks=[(has_photo(), NO_PHOTO)] if accept else (),
                 reason=reason, values={"status_changed_at": now(),
                                        **({"submitted_at": now()} if accept else {})})
 
