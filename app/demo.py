@@ -47,6 +47,53 @@ def make_ric(body17: str) -> str:
     return body17 + ric.calc_check_digit(body17 + "0")
 
 
+# The 5th edition's exhibition areas (展区) and their zones (专区), as the organisers published
+# them, each area with a general choice for products outside any zone. Sources:
+# tests/data/unitinfo-SOURCES.md (the fixture beside it holds the same list).
+EXHIBITION_AREAS = [
+    ("食品及农产品展区", "Food and Agricultural Products Exhibition Area", [
+        ("食品及农产品（综合）", "Food and agricultural products (general)"),
+        ("农作物种业专区", "Crop Seed Zone"),
+    ]),
+    ("汽车展区", "Automobile Exhibition Area", [
+        ("汽车（综合）", "Automobile (general)"),
+        ("智慧出行专区", "Smart Mobility Zone"),
+    ]),
+    ("技术装备展区", "Intelligent Industry and Information Technology Exhibition Area", [
+        ("技术装备（综合）", "Intelligent industry and information technology (general)"),
+        ("集成电路专区", "Integrated Circuits Zone"),
+        ("能源低碳及环保技术专区",
+         "Energy, Low-carbon and Environmental Protection Technology Zone"),
+        ("人工智能专区", "Artificial Intelligence Zone"),
+        ("创新孵化专区", "Innovation Incubation Zone"),
+    ]),
+    ("消费品展区", "Consumer Goods Exhibition Area", [
+        ("消费品（综合）", "Consumer goods (general)"),
+        ("体育用品及赛事专区", "Sporting Goods and Events Zone"),
+    ]),
+    ("医疗器械及医药保健展区", "Medical Equipment and Healthcare Products Exhibition Area", [
+        ("医疗器械及医药保健（综合）", "Medical equipment and healthcare products (general)"),
+        ("公共卫生防疫专区", "Public Health and Epidemic Prevention Zone"),
+        ("生物医药专区", "Biomedicine Zone"),
+        ("健康养老专区", "Elderly Care Zone"),
+    ]),
+    ("服务贸易展区", "Trade in Services Exhibition Area", [
+        ("服务贸易（综合）", "Trade in services (general)"),
+    ]),
+]
+
+
+def _exhibition_areas() -> dict[str, m.Zone]:
+    """The areas and their zones; returns every row by its Chinese name."""
+    rows = {}
+    for i, (zh, en, zones) in enumerate(EXHIBITION_AREAS):
+        area = rows[zh] = m.Zone(name_zh=zh, name_en=en, sort=i)
+        for j, (zone_zh, zone_en) in enumerate(zones):
+            rows[zone_zh] = m.Zone(name_zh=zone_zh, name_en=zone_en, sort=j, parent=area)
+    db.session.add_all(rows.values())
+    return rows
+
+
 def _edition(number: int, year: int, current: bool, fee_fen: int) -> m.Edition:
     return m.Edition(
         number=number, start_date=date(year, 11, 5), end_date=date(year, 11, 10),
@@ -95,15 +142,11 @@ def load_demo() -> list[tuple[str, str]]:
     _delegation("NHC", "国家卫生健康委交易团", "National Health Commission Delegation",
                 K.health_commission)
 
-    zones = [m.Zone(name_zh=zh, name_en=en, sort=i) for i, (zh, en) in enumerate([
-        ("食品及农产品", "Food and agricultural products"),
-        ("汽车", "Automobile"),
-        ("技术装备", "Intelligent industry and information technology"),
-        ("消费品", "Consumer goods"),
-        ("医疗器械及医药保健", "Medical equipment and healthcare products"),
-        ("服务贸易", "Trade in services"),
-    ])]
-    db.session.add_all(zones)
+    zone = _exhibition_areas()
+    # What the demo units are interested in (their purchase intentions say the same).
+    domestic_zones = [zone["医疗器械及医药保健（综合）"], zone["生物医药专区"],
+                      zone["食品及农产品（综合）"]]
+    overseas_zones = [zone["技术装备（综合）"], zone["人工智能专区"]]
     referral = m.ReferralCode(code="PARTNER01", partner_name_zh="长三角区域合作伙伴",
                               partner_name_en="Yangtze River Delta Regional Partner",
                               regional=True)
@@ -127,7 +170,7 @@ def load_demo() -> list[tuple[str, str]]:
             submitted_at=now() if status is not m.UnitStatus.draft else None,
             review_reason=reason,
         )
-        reg.zones = zones[:2]
+        reg.zones = domestic_zones if region is m.Region.domestic else overseas_zones
         db.session.add_all([u, reg])
         return u, reg
 
@@ -214,7 +257,7 @@ def load_demo() -> list[tuple[str, str]]:
         ends_at=starts + timedelta(hours=2), place="国家会展中心 4.1馆 会议室A", capacity=50,
         seats_taken=0, open_to_visitors=True, status=m.EventStatus.published))
 
-    unit_g = _history(fourth, unit_a, reg_a, shanghai, pudong, zones)
+    unit_g = _history(fourth, unit_a, reg_a, shanghai, pudong, zone)
 
     _user("admin", "admin", "系统", "管理员")
     _user(unit_a.login, "unit", "浦东医疗", "单位", unit_id=unit_a.id)
@@ -237,7 +280,8 @@ def load_demo() -> list[tuple[str, str]]:
 
 
 def _history(fourth: m.Edition, unit_a: m.Unit, reg_a: m.UnitRegistration,
-             shanghai: m.Delegation, pudong: m.Delegation, zones: list[m.Zone]) -> m.Unit:
+             shanghai: m.Delegation, pudong: m.Delegation, zone: dict[str, m.Zone]
+             ) -> m.Unit:
     """The 4th edition (2021): unit A took part (and came back, verified, for the 5th), and a
     food importer that has not registered for the 5th yet: the returning-unit demo. Persons
     who passed review hold 4th-edition badges that may be reused."""
@@ -246,7 +290,7 @@ def _history(fourth: m.Edition, unit_a: m.Unit, reg_a: m.UnitRegistration,
         delegation=shanghai, sub_delegation=pudong, contact_name="张经理",
         contact_mobile="+8613800138000", contact_email=unit_a.email,
         purchase_intentions="进口医疗设备", reason="采购洽谈", submitted_at=now())
-    reg_a4.zones = zones[:1]
+    reg_a4.zones = [zone["医疗器械及医药保健（综合）"]]
     code = make_uscc("91310115MA1H7G8K3")
     unit_g = m.Unit(login=code, uscc=code, name="上海进口食品有限公司",
                     name_en="Shanghai Imported Foods Co.", region=m.Region.domestic,
@@ -257,7 +301,7 @@ def _history(fourth: m.Edition, unit_a: m.Unit, reg_a: m.UnitRegistration,
         delegation=shanghai, sub_delegation=pudong, contact_name="钱经理",
         contact_mobile="+8613900139000", contact_email=unit_g.email,
         purchase_intentions="进口食品、葡萄酒", reason="寻找新供应商", submitted_at=now())
-    reg_g4.zones = zones[:1]
+    reg_g4.zones = [zone["食品及农产品（综合）"]]
     db.session.add_all([reg_a4, unit_g, reg_g4])
     db.session.flush()
     reg_a.is_returning = True

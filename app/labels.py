@@ -1,8 +1,11 @@
 """Column labels and the masking formatters shared by the views, the REST API, the exports and
 the input checks, so a field reads the same everywhere, in zh and en."""
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
 
 from app.formatting import mask_id_number, mask_mobile
+from app.i18n import pick
+from app.models import zones_by_area
 from app.workflow.editions import current_edition
 
 COLUMN_LABELS = {
@@ -165,6 +168,14 @@ def fmt_entry_days(mask: int | None) -> str:
     if not mask:
         return ""
     return ", ".join(d.strftime("%m-%d") for d in current_edition().mask_to_days(mask))
+
+
+def fmt_zones(zones: list) -> Markup:
+    """A unit's chosen zones, one line per exhibition area (展区：专区、专区)."""
+    line = Markup("<li><strong>{}</strong>{}{}</li>")
+    return Markup('<ul class="list-unstyled ciie-zones">{}</ul>').format(Markup("").join(
+        line.format(area.name, pick("：", ": "), pick("、", ", ").join(z.name for z in members))
+        for area, members in zones_by_area(list(zones or []))))
 
 
 MASKED = {

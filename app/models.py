@@ -14,7 +14,7 @@ from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User as FabUser
 from flask_babel import LazyString
 from flask_babel import lazy_gettext as _l
-from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
+from sqlalchemy.orm import Mapped, aliased, column_property, mapped_column, relationship
 
 from app.clock import now
 
@@ -467,7 +467,10 @@ class DelegationExtension(Model):
 
 
 class Zone(Model):
-    """Taxonomy of industries and product zones (专区) that admins maintain in zh and en."""
+    """The exhibition areas (展区) and their zones (专区) as the expo publishes them, kept by
+    admins in zh and en: a row without a parent is an area, a row under an area is a zone.
+    Units choose zones (`choosable`), never an area; a deactivated area takes its zones off
+    the form. Deleting a row others depend on is refused by its foreign keys: deactivate it."""
 
     __tablename__ = "zone"
 
@@ -486,8 +489,26 @@ class Zone(Model):
 
         return pick(self.name_zh, self.name_en)
 
+    @classmethod
+    def choosable(cls) -> sa.Select:
+        """The zones a unit may choose: active, under an active exhibition area."""
+        area = aliased(cls)
+        return (sa.select(cls).join(area, area.id == cls.parent_id)
+                .where(cls.active.is_(True), area.active.is_(True), area.parent_id.is_(None)))
+
     def __repr__(self) -> str:
         return self.name
+
+
+def zones_by_area(zones: list[Zone]) -> list[tuple[Zone, list[Zone]]]:
+    """Chosen zones grouped under their exhibition areas, both in the admins' order."""
+    def order(zone: Zone) -> tuple[int, int]:
+        return zone.sort, zone.id
+
+    groups: dict[Zone, list[Zone]] = {}
+    for zone in sorted(zones, key=order):
+        groups.setdefault(zone.parent or zone, []).append(zone)
+    return sorted(groups.items(), key=lambda group: order(group[0]))
 
 
 class ReferralCode(Model):

@@ -59,7 +59,7 @@ def test_saving_checks_formats_and_clears_the_draft(login, world):
     client = login(UNIT_E)
     bad = client.post("/unit/info/", data=info_form(contact_mobile="12"))
     assert "手机号码无效" in text_of(bad)
-    zone = db.session.scalars(sa.select(m.Zone)).first()
+    zone = db.session.scalars(m.Zone.choosable()).first()
     response = client.post("/unit/info/", data={**info_form(), "zones": [str(zone.id)]})
     assert response.status_code == 302
     registration = world.registration("杭州进出口")
@@ -98,7 +98,7 @@ def test_submission_lists_what_is_missing_and_needs_a_person(login, world):
 
 def test_unit_submits_with_its_draft_persons(login, world):
     client = login(UNIT_E)
-    zone = db.session.scalars(sa.select(m.Zone)).first()
+    zone = db.session.scalars(m.Zone.choosable()).first()
     client.post("/unit/info/", data={**info_form(), "zones": [str(zone.id)]})
     client.post("/unit/documents/add", data={"file": (io.BytesIO(PDF), "licence.pdf")},
                 content_type="multipart/form-data")
@@ -123,7 +123,7 @@ def test_unit_submits_with_its_draft_persons(login, world):
 
 def test_submission_without_any_submitted_person_is_refused(login, world):
     client = login("OS2022000001")    # overseas draft unit: its only person is a draft
-    zone = db.session.scalars(sa.select(m.Zone)).first()
+    zone = db.session.scalars(m.Zone.choosable()).first()
     client.post("/unit/info/", data={**info_form(name="Global Sourcing Ltd."),
                                      "zones": [str(zone.id)]})
     response = client.post("/unit/preview/submit", data={})

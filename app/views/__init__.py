@@ -113,7 +113,9 @@ def register_views(appbuilder: AppBuilder) -> None:
     add(admin.DelegationView, "Delegations", _l("Delegations"), "fa-sitemap", *administration)
     add(admin.DelegationExtensionView, "Extensions", _l("Deadline extensions"), "fa-clock",
         *administration)
-    add(admin.ZoneView, "Zones", _l("Industries and zones"), "fa-tags", *administration)
+    add(admin.ExhibitionAreaView, "Exhibition areas", _l("Exhibition areas"), "fa-th-large",
+        *administration)
+    add(admin.ZoneView, "Zones", _l("Zones"), "fa-tags", *administration)
     add(admin.ReferralCodeView, "Referral codes", _l("Referral codes"), "fa-ticket",
         *administration)
     add(admin.OrganiserView, "Organisers", _l("Event organisers"), "fa-building",

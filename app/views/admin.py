@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask_appbuilder.models.sqla.filters import FilterEqual
+from flask_appbuilder.models.sqla.filters import FilterEqual, FilterNotEqual
 from flask_babel import lazy_gettext as _l
+from wtforms import BooleanField
+from wtforms.validators import DataRequired
 
 from app import models as m
 from app.extensions import db
-from app.labels import MASKED
+from app.labels import MASKED, fmt_zones
 from app.scoping.actor import current_actor
 from app.scoping.interface import ScopedInterface
 from app.views.base import ScopedModelView
@@ -66,14 +68,51 @@ class DelegationView(ScopedModelView):
     pre_update = pre_add
 
 
+# FAB requires input for a NOT NULL column, and an unticked checkbox sends none: without
+# this field an area or zone could never be deactivated.
+_ACTIVE_FIELD = {"active": BooleanField(_l("Active"), default=True)}
+
+
+class ExhibitionAreaView(ScopedModelView):
+    """The exhibition areas (展区): zones without a parent. Deactivating one takes its zones
+    off the unit information form; units' earlier choices stay."""
+
+    route_base = "/admin/exhibition-areas"
+    class_permission_name = "ExhibitionAreaAdmin"
+    datamodel = ScopedInterface(m.Zone)
+    title = _l("Exhibition areas")
+    base_filters = [["parent_id", FilterEqual, None]]
+    base_order = ("sort", "asc")
+    list_columns = ["name_zh", "name_en", "sort", "active"]
+    show_columns = add_columns = edit_columns = list_columns
+    add_form_extra_fields = edit_form_extra_fields = _ACTIVE_FIELD
+    search_columns = ["name_zh", "name_en", "active"]
+
+
 class ZoneView(ScopedModelView):
+    """The zones (专区) units choose, each under an exhibition area."""
+
     route_base = "/admin/zones"
     class_permission_name = "ZoneAdmin"
     datamodel = ScopedInterface(m.Zone)
-    title = _l("Industries and zones")
+    title = _l("Zones")
+    base_filters = [["parent_id", FilterNotEqual, None]]
     base_order = ("sort", "asc")
-    list_columns = ["name_zh", "name_en", "parent", "sort", "active"]
+    list_columns = ["parent", "name_zh", "name_en", "sort", "active"]
     show_columns = add_columns = edit_columns = list_columns
+    add_form_extra_fields = edit_form_extra_fields = _ACTIVE_FIELD
+    search_columns = ["parent", "name_zh", "name_en", "active"]
+    label_columns = {"parent": _l("Exhibition area")}
+    validators_columns = {"parent": [DataRequired()]}
+    add_form_query_rel_fields = edit_form_query_rel_fields = search_form_query_rel_fields = {
+        "parent": [["parent_id", FilterEqual, None]]
+    }
+
+    def pre_add(self, item: m.Zone) -> None:
+        if item.parent is None or item.parent.parent_id is not None:
+            raise WorkflowError(_l("Choose the exhibition area the zone belongs to."), 400)
+
+    pre_update = pre_add
 
 
 class ReferralCodeView(ScopedModelView):
@@ -115,10 +154,10 @@ class UnitAdminView(ScopedModelView):
     list_columns = ["unit.name", "unit.uscc", "unit.region", "delegation", "sub_delegation",
                     "status", "unit_number", "edition"]
     show_columns = list_columns + ["contact_name", "contact_mobile", "contact_email",
-                                   "review_reason", "referral_code"]
+                                   "zones", "review_reason", "referral_code"]
     search_columns = ["status", "delegation", "edition"]
     base_permissions = ["can_list", "can_show"]
-    formatters_columns = {"contact_mobile": MASKED["contact_mobile"]}
+    formatters_columns = {"contact_mobile": MASKED["contact_mobile"], "zones": fmt_zones}
 
 
 class DelegationExtensionView(ScopedModelView):

@@ -16,7 +16,7 @@ from app import models as m
 from app.exports import PERSONS, UNITS
 from app.extensions import db
 from app.formatting import mask_email, mask_mobile
-from app.labels import COLUMN_LABELS
+from app.labels import COLUMN_LABELS, fmt_zones
 from app.scoping.actor import current_actor
 from app.scoping.interface import ScopedInterface, Selection
 from app.scoping.rules import get_scoped, scoped
@@ -147,7 +147,7 @@ class DelegationUnitView(ScopedModelView):
     related_views = [DelegationDocumentView, DelegationPersonView]
     base_permissions = ["can_list", "can_show", "can_export"]
     export_operation = "export_units"
-    formatters_columns = UNITS.formatters_columns
+    formatters_columns = {**UNITS.formatters_columns, "zones": fmt_zones}
     reason_actions = ("return_units", "reject_units")
 
     @batch_action("approve_units", _l("Approve"),

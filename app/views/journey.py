@@ -24,9 +24,9 @@ from app import models as m
 from app.clock import SHANGHAI
 from app.extensions import db
 from app.formatting import fmt_datetime
-from app.i18n import pick
+from app.labels import fmt_zones
 from app.scoping.actor import current_actor
-from app.scoping.rules import get_scoped
+from app.scoping.rules import get_scoped, row_id
 from app.views.base import attempt
 from app.workflow import persons, unit_info
 from app.workflow.documents import EDITABLE_UNIT_STATES
@@ -53,6 +53,11 @@ def _form_data() -> dict[str, Any]:
     return data
 
 
+def _posted_person_ids(name: str) -> list[int]:
+    return [i for i in (row_id(m.Person, v) for v in request.form.getlist(name))
+            if i is not None]
+
+
 def _json_or_none(text: str) -> Any:
     try:
         return json.loads(text)
@@ -71,19 +76,31 @@ class UnitInfoView(BaseView):
     @has_access
     @permission_name("edit")
     def edit(self):
+        """The form; a refused save shows it again as it was sent (every tick and every typed
+        value), with the reason, the field marked and the refusal's status (4xx)."""
         registration = _my_registration()
-        if request.method == "POST" and attempt(
-                lambda: unit_info.save_info(current_actor(), _form_data()), _("Saved.")):
-            return redirect(url_for("UnitInfoView.edit"))
-        values = _form_data() if request.method == "POST" else \
-            unit_info.form_values(registration)
-        zones = db.session.scalars(sa.select(m.Zone).where(m.Zone.active.is_(True))
-                                   .order_by(m.Zone.sort)).all()
+        values, refused, status = unit_info.form_values(registration), None, 200
+        if request.method == "POST":
+            data = _form_data()
+            try:
+                unit_info.save_info(current_actor(), data)
+            except WorkflowError as exc:
+                db.session.rollback()
+                if exc.status_code == 404:
+                    abort(404)
+                flash(str(exc.message), "danger")
+                values, refused, status = unit_info.typed_values(data), exc, exc.status_code
+            else:
+                flash(_("Saved."), "success")
+                return redirect(url_for("UnitInfoView.edit"))
+        areas = unit_info.zone_choices()
+        offered = {z.id for _area, zones in areas for z in zones}
         return self.render_template(
-            "ciie/unit/info.html", registration=registration, values=values,
-            zones=[(z.id, pick(z.name_zh, z.name_en)) for z in zones],
+            "ciie/unit/info.html", registration=registration, values=values, areas=areas,
+            no_longer_offered=[z for z in registration.zones if z.id not in offered],
+            error_field=getattr(refused, "field", None),
             editable=registration.status in EDITABLE_UNIT_STATES,
-            saved_at=fmt_datetime(registration.draft_saved_at))
+            saved_at=fmt_datetime(registration.draft_saved_at)), status
 
     @expose("/draft", methods=["POST"])
     @has_access
@@ -118,6 +135,7 @@ class UnitPreviewView(BaseView):
         counts = unit_info.person_counts(registration.id)
         return self.render_template(
             "ciie/unit/preview.html", registration=registration, persons=person_rows,
+            zones=fmt_zones(registration.zones),
             unsubmitted=counts.get(m.PersonStatus.draft, 0),
             missing=unit_info.missing_for_submission(registration),
             editable=registration.status in EDITABLE_UNIT_STATES)
@@ -157,18 +175,20 @@ class UnitCarryForwardView(BaseView):
     def choose(self):
         actor = current_actor()
         registration = _my_registration()
+        ids: list[int] = []
+        reuse: list[int] = []
         if request.method == "POST":
-            ids = [int(i) for i in request.form.getlist("person") if i.isdigit()]
-            reuse = [int(i) for i in request.form.getlist("reuse") if i.isdigit()]
+            ids, reuse = _posted_person_ids("person"), _posted_person_ids("reuse")
             if not ids:
                 flash(_("Tick at least one person."), "warning")
             elif attempt(lambda: persons.carry_forward_persons(actor, ids, reuse),
                          _("%(count)d person(s) carried forward. Complete and submit them.",
                            count=len(ids))):
                 return redirect(url_for("UnitPersonView.list"))
+        # A refusal shows the page again with the same ticks.
         return self.render_template(
             "ciie/unit/previous_persons.html", rows=persons.previous_persons(actor),
-            registration=registration)
+            registration=registration, ticked=set(ids), reuse_ticked=set(reuse))
 
 
 class PersonFileView(BaseView):

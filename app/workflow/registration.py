@@ -356,7 +356,9 @@ def carry_forward(unit: m.Unit, method: str) -> m.User:
         contact_title=previous.contact_title, contact_mobile=previous.contact_mobile,
         contact_email=previous.contact_email,
         purchase_intentions=previous.purchase_intentions, reason=previous.reason)
-    registration.zones = list(previous.zones)
+    # The earlier choices the form still offers (an area or zone may have been retired).
+    registration.zones = list(db.session.scalars(m.Zone.choosable().where(m.Zone.id.in_(
+        [z.id for z in previous.zones]))))
     db.session.add(registration)
     db.session.flush()
     user = unit_user(unit)
