@@ -253,7 +253,8 @@ CIIE_ROLES = {
         (r"^UnitAddresses$", r"^(can_(list|show|add|edit|delete)|set_default)$"),
         (r"^UnitOrders$", r"^can_(list|show)$"),
         (r"^UnitPayments$", r"^can_(show|pay)$"),
-        (r"^UnitInvoices$", r"^(can_(list|show|download|request|logistics)|request_void)$"),
+        (r"^UnitInvoices$", r"^(can_(list|show|download|request|logistics)|request_void|"
+                            r"withdraw_requests)$"),
         (r"^UnitInfo$", r"^can_edit$"),
         (r"^UnitPreview$", r"^can_(show|submit)$"),
         (r"^UnitCarryForward$", r"^can_carry_forward$"),
@@ -289,15 +290,21 @@ CIIE_ROLES = {
         (r"^FinancePayments$", r"^can_(list|show)$"),
         (r"^FinanceTransfers$", r"^(can_(list|show|voucher)|confirm_transfers|"
                                 r"reject_transfers)$"),
-        (r"^BankStatements$", r"^can_(list|show|import|match)$"),
+        (r"^BankStatements$", r"^can_(list|show|import|match|report)$"),
+        (r"^BankStatementImports$", r"^can_list$"),
         (r"^FinanceRefunds$", r"^(can_(list|show)|approve_refunds|execute_refunds|"
                               r"complete_refunds|reject_refunds)$"),
         (r"^Reconciliation$", r"^can_show$"),
+        # Money paid twice, refunded by finance (issue 12).
+        (r"^FinanceOverpayments$", r"^(can_(list|show)|refund_online|refund_by_transfer)$"),
+        (r"^Overpayments$", r"^menu_access$"),
         (r"^FinanceNotifications$", r"^(can_(list|show)|resend_notifications)$"),
-        (r"^FinanceInvoices$", r"^(can_(list|show|download|issue|mail)|issue_paper|mail_paper|"
+        (r"^FinanceInvoices$", r"^(can_(list|show|download|issue|mail|export)|issue_paper|"
+                               r"mail_paper|"
                                r"reject_invoices|confirm_returned|regenerate_e_invoices)$"),
         (r"^(Finance|Finance orders|Payments|Bank transfers|Bank statements|Finance refunds|"
-         r"Finance invoices|Reconciliation|Failed notifications)$", r"^menu_access$"),
+         r"Finance invoices|Reconciliation|Failed notifications|Statement imports)$",
+         r"^menu_access$"),
     ],
     "reviewer": _SELF_SERVICE + [
         (r"^ReviewQueue$", r"^(can_(list|show)|pass_review|fail_review_\w+)$"),

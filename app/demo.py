@@ -275,6 +275,10 @@ def load_demo() -> list[tuple[str, str]]:
     _user(unit_g.login, "unit", "进口食品", "单位", unit_id=unit_g.id)
     person_user = _user("person-demo", "person", "刘", "洋")
     registrations[3].person.user_id = person_user.id
+    # The major banks' statement layouts (the migration seeds them on a fresh database too).
+    from app.workflow.statements import ensure_profiles
+
+    ensure_profiles()
     db.session.commit()
     return _logins()
 

@@ -209,9 +209,27 @@ class PaymentStatus(LabelledEnum):
 OPEN_PAYMENT_STATUSES = (PaymentStatus.created, PaymentStatus.pending)
 
 
+class OverpaymentStatus(LabelledEnum):
+    """Money that arrived for an order already paid (or cancelled), until it is returned."""
+
+    received = "received", _l("Received, to be refunded")
+    refund_sent = "refund_sent", _l("Refund sent")
+    refunded = "refunded", _l("Refunded")
+    refund_failed = "refund_failed", _l("Refund failed")
+
+
+class OverpaymentCause(LabelledEnum):
+    already_paid = "already_paid", _l("The order was already paid")
+    order_cancelled = "order_cancelled", _l("The order was cancelled")
+
+
 class InvoiceKind(LabelledEnum):
     e_normal = "e_normal", _l("Ordinary VAT e-invoice")
     paper_special = "paper_special", _l("Special VAT paper invoice")
+
+
+# How lists, exports and the PDF name a red-letter reversal (红字发票) of an e-invoice.
+RED_LETTER_LABEL = _l("Red-letter e-invoice")
 
 
 class InvoiceStatus(LabelledEnum):
@@ -221,6 +239,8 @@ class InvoiceStatus(LabelledEnum):
     void_requested = "void_requested", _l("Voiding requested")
     voided = "voided", _l("Voided")
     rejected = "rejected", _l("Rejected")
+    # The unit took its request back before it was issued (issue 12).
+    withdrawn = "withdrawn", _l("Withdrawn")
 
 
 ACTIVE_INVOICE_STATUSES = (
@@ -298,6 +318,14 @@ class NotificationStatus(LabelledEnum):
 class StatementLineStatus(LabelledEnum):
     unmatched = "unmatched", _l("Not matched")
     matched = "matched", _l("Matched")
+    # Money for an order already paid: recorded as an overpayment for finance to refund.
+    overpaid = "overpaid", _l("Overpayment, to refund")
+
+
+class StatementMatchMethod(LabelledEnum):
+    order_number = "order_number", _l("Order number in the memo")
+    payer_amount = "payer_amount", _l("Payer and amount of a declared transfer")
+    hand = "hand", _l("By hand")
 
 
 class TaskStatus(LabelledEnum):
@@ -1018,6 +1046,49 @@ class Payment(TimestampMixin, Model):
         return self.number
 
 
+class Overpayment(TimestampMixin, Model):
+    """Money that arrived for an order already paid or cancelled (a provider's notice for an
+    attempt the unit gave up, a second QR payment, a bank line for a paid order): recorded
+    once per (channel, reference) and queued to finance to refund. The attempt that received it
+    stays withdrawn, so one confirmed payment per order still holds."""
+
+    __tablename__ = "overpayment"
+    __table_args__ = (
+        sa.CheckConstraint("amount_fen > 0", name="amount_positive"),
+        # The same provider trade or bank line twice is one overpayment.
+        sa.UniqueConstraint("channel", "reference"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Also the refund's idempotency key at the provider.
+    number: Mapped[str] = mapped_column(sa.String(32), unique=True, nullable=False)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("badge_order.id"), nullable=False,
+                                          index=True)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), nullable=False, index=True)
+    # The attempt the money was paid to (None for a bank line without a declaration).
+    payment_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("payment.id"), index=True)
+    channel: Mapped[PaymentChannel] = enum_column(PaymentChannel, nullable=False)
+    cause: Mapped[OverpaymentCause] = enum_column(OverpaymentCause, nullable=False)
+    status: Mapped[OverpaymentStatus] = enum_column(
+        OverpaymentStatus, default=OverpaymentStatus.received, nullable=False)
+    amount_fen: Mapped[int] = money_column(nullable=False)
+    # The provider's trade number, or the bank statement line's reference.
+    reference: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    payer_name: Mapped[Optional[str]] = mapped_column(sa.String(200))
+    payer_account: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    # How it went back: the provider's refund id, or finance's bank transfer reference.
+    refund_reference: Mapped[Optional[str]] = mapped_column(sa.String(200))
+    refund_message: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    refunded_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+
+    order: Mapped[Order] = relationship()
+    unit: Mapped[Unit] = relationship()
+    payment: Mapped[Optional[Payment]] = relationship()
+
+    def __repr__(self) -> str:
+        return self.number
+
+
 class BankStatementLine(Model):
     """A credit line of an imported bank statement, matched to a transfer payment."""
 
@@ -1041,8 +1112,87 @@ class BankStatementLine(Model):
     payment_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("payment.id"), unique=True)
     imported_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
     imported_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"))
+    # A line is imported once, whatever file brings it again: keyed by the bank's serial number
+    # (流水号) when the statement has one, else by its date, amount, payer account and memo.
+    dedupe_key: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    serial: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    import_id: Mapped[Optional[int]] = mapped_column(
+        sa.ForeignKey("bank_statement_import.id"), index=True)
+    match_method: Mapped[Optional[StatementMatchMethod]] = enum_column(StatementMatchMethod)
+    # The order the line paid (or overpaid).
+    order_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("badge_order.id"), index=True)
 
     payment: Mapped[Optional[Payment]] = relationship()
+    order: Mapped[Optional[Order]] = relationship()
+    statement_import: Mapped[Optional["BankStatementImport"]] = relationship()
+
+
+class BankStatementProfile(Model):
+    """How one bank's statement export names its columns (admin-editable). Each header field
+    lists the names that bank uses, separated by "|"; a statement's header row is the first
+    row holding a date header and a credit (or amount) header of some profile."""
+
+    __tablename__ = "bank_statement_profile"
+    __table_args__ = (
+        sa.CheckConstraint("credit_headers IS NOT NULL OR amount_headers IS NOT NULL",
+                           name="credit_or_amount"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(16), unique=True, nullable=False)
+    name_zh: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    name_en: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    date_headers: Mapped[str] = mapped_column(sa.String(500), nullable=False)
+    credit_headers: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    debit_headers: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    # Banks that print one amount column: its header, and the 借/贷 column and its credit marks
+    # (without a direction column, a negative amount is a debit).
+    amount_headers: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    direction_headers: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    credit_marks: Mapped[Optional[str]] = mapped_column(sa.String(200))
+    payer_name_headers: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    payer_account_headers: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    memo_headers: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    serial_headers: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    balance_headers: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    date_formats: Mapped[str] = mapped_column(
+        sa.String(200), default="%Y-%m-%d|%Y%m%d|%Y/%m/%d", nullable=False)
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True, nullable=False)
+
+    def __repr__(self) -> str:
+        from flask_babel import get_locale
+
+        locale = get_locale()
+        return self.name_en if locale is not None and locale.language == "en" else self.name_zh
+
+
+class BankStatementImport(Model):
+    """One imported statement file and its report: what was imported, matched (and how),
+    left for matching by hand, skipped (row and reason) and already known."""
+
+    __tablename__ = "bank_statement_import"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    file_name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    file_hash: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    profile_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("bank_statement_profile.id"))
+    imported_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+    imported_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"))
+    rows_read: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    imported: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    matched: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    unmatched: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    skipped: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    duplicates: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    # {"skipped": [[row, reason code, text]], "duplicates": [[row, line id]],
+    #  "matched": [[row, line id, order number, method]], "unmatched": [[row, line id]]}
+    report: Mapped[Optional[dict]] = mapped_column(sa.JSON)
+
+    profile: Mapped[Optional[BankStatementProfile]] = relationship()
+    imported_by: Mapped[Optional["CiieUser"]] = relationship()
+
+    def __repr__(self) -> str:
+        return self.file_name
 
 
 class Invoice(TimestampMixin, Model):
@@ -1095,8 +1245,24 @@ class Invoice(TimestampMixin, Model):
         """The invoice's id once it was mailed (views turn it into the "view logistics" link)."""
         return self.id if self.tracking_no else None
 
+    @property
+    def is_reversal(self) -> bool:
+        return self.reversal_of_id is not None
+
+    @property
+    def invoice_type(self) -> LazyString:
+        """What the invoice is, as lists print it: a red-letter reversal, or its kind."""
+        return RED_LETTER_LABEL if self.is_reversal else self.kind.label
+
     def __repr__(self) -> str:
         return self.number or f"#{self.id}"
+
+
+# What the invoice counts for, in fen: a red-letter reversal is the negative of the invoice
+# it reverses (the row keeps the amount as printed, without sign; its PDF prints the minus).
+Invoice.signed_amount_fen = column_property(
+    sa.case((Invoice.reversal_of_id.is_not(None), -Invoice.amount_fen),
+            else_=Invoice.amount_fen))
 
 
 # The order's id while its unit may ask for an invoice (paid, no active invoice), else NULL:

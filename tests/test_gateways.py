@@ -402,8 +402,8 @@ def test_stale_wechat_notification_is_refused(app, login, world, sandbox, monkey
 
 
 @pytest.mark.parametrize("channel", ALL)
-def test_notification_for_a_cancelled_order_changes_nothing(app, login, world, sandbox,
-                                                            channel):
+def test_notification_for_a_cancelled_order_pays_nothing_and_is_refunded(app, login, world,
+                                                                        sandbox, channel):
     client = login(UNIT_A)
     payment = open_payment(client, channel)
     cancel_order(actor_for_user(world.user(UNIT_A)), demo_order().id)
@@ -411,16 +411,18 @@ def test_notification_for_a_cancelled_order_changes_nothing(app, login, world, s
     before = state(world)
     with app.test_request_context():
         answer = sandbox.pay(m.PaymentChannel(channel), payment.number)
-    assert (answer.status, answer.text) == (FAILURE[channel][0],
-                                           FAILURE[channel][1] or answer.text)
+    # Taken (the provider stops sending it): the money is an overpayment to refund (issue 12),
+    # not a notice refused for ever.
+    assert (answer.status, answer.text) == (SUCCESS[channel][0],
+                                           SUCCESS[channel][1] or answer.text)
     after = state(world)
-    assert after[:4] == before[:4]
+    assert after[:3] == before[:3]
     assert after[0] is m.OrderStatus.cancelled
-    # Its open attempt went with it (withdrawn, audited), and the late money changes nothing.
+    # Its open attempt went with it (withdrawn, audited), and the late money pays nothing.
     assert payments()[-1].status is m.PaymentStatus.withdrawn
-    refused = db.session.scalars(sa.select(m.AuditEvent).where(
-        m.AuditEvent.action == "notification_refused")).one()
-    assert refused.record_id == payment.id and refused.detail["order_status"] == "cancelled"
+    over = db.session.scalars(sa.select(m.Overpayment)).one()
+    assert (over.payment_id, over.cause, over.amount_fen) == (
+        payment.id, m.OverpaymentCause.order_cancelled, FEE)
 
 
 def test_notification_that_reports_no_payment_changes_nothing(app, login, world, sandbox):

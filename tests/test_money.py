@@ -139,22 +139,24 @@ def test_transfer_refusals_change_nothing(login, world):
 
 
 def test_bank_statement_matches_orders_by_number_and_amount(login, world):
+    """The whole of statements is in tests/test_bank_statements.py (real-shaped files)."""
     client = login(UNIT_A)
     declared = order_persons(client, world, "王伟")
     declare_transfer(client, declared)
     silent = order_persons(client, world, "李娜")            # paid without a declaration
     wrong = db.session.scalars(sa.select(m.Order).where(m.Order.number == "O2022000001")).one()
-    csv = ("date,amount,reference,payer_name,payer_account\n"
-           f"2022-09-14,200.00,货款 {declared.number},浦东医疗,1001\n"
-           f"2022-09-14,200.00,{silent.number},浦东医疗,1001\n"
-           f"2022-09-14,150.00,{wrong.number},浦东医疗,1001\n"
-           "2022-09-14,88.00,unrelated,someone,9\n").encode()
+    csv = ("交易日期,贷方金额,借方金额,对方户名,对方账号,摘要,流水号\n"
+           f"2022-09-14,200.00,,浦东医疗,1001,货款 {declared.number},S1\n"
+           f"2022-09-14,200.00,,浦东医疗,1001,{silent.number},S2\n"
+           f"2022-09-14,150.00,,浦东医疗,1001,{wrong.number},S3\n"
+           "2022-09-14,88.00,,someone,9,unrelated,S4\n"
+           "2022-09-14,,12.00,,,手续费,S5\n").encode("gbk")
     finance = login("finance")
     response = finance.post("/finance/statements/import",
                             data={"statement": (io.BytesIO(csv), "statement.csv")},
                             content_type="multipart/form-data")
     page = text_of(finance.get(response.headers["Location"]))
-    assert "读取 4 行，新增 4 行，2 行已匹配并确认" in page
+    assert "银行流水导入报告" in page and "银行手续费" in page
     db.session.expire_all()
     assert declared.status is m.OrderStatus.paid and silent.status is m.OrderStatus.paid
     assert wrong.status is m.OrderStatus.pending
@@ -168,7 +170,7 @@ def test_bank_statement_matches_orders_by_number_and_amount(login, world):
         m.BankStatementLine.amount_fen == 15000)).one()
     response = finance.post(f"/finance/statements/match/{line.id}",
                             data={"order_number": wrong.number})
-    assert "金额不一致" in text_of(finance.get(response.headers["Location"]))
+    assert response.status_code == 409 and "金额不一致" in text_of(response)
     assert line.status is m.StatementLineStatus.unmatched
 
 
@@ -178,7 +180,7 @@ def test_a_broken_statement_imports_nothing(login, world):
     response = finance.post("/finance/statements/import",
                             data={"statement": (io.BytesIO(bad), "s.csv")},
                             content_type="multipart/form-data")
-    assert "第 2 行无法读取" in text_of(finance.get(response.headers["Location"]))
+    assert response.status_code == 400 and "银行流水文件" in text_of(response)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(m.BankStatementLine)) == 0
 
 
@@ -219,7 +221,8 @@ def test_refund_of_cancelled_persons_through_finance(login, world, paid_and_canc
 def test_refund_refused_while_an_invoice_is_active(login, world, paid_and_cancelled):
     db.session.add(m.Invoice(order_id=paid_and_cancelled.id, unit_id=paid_and_cancelled.unit_id,
                              kind=m.InvoiceKind.e_normal, status=m.InvoiceStatus.issued,
-                             number="INV-1", amount_fen=2 * FEE, buyer_name="浦东医疗"))
+                             number="22312000000000000001", amount_fen=2 * FEE,
+                             buyer_name="浦东医疗"))
     db.session.commit()
     client = login(UNIT_A)
     response = client.post("/unit/refunds/request",
@@ -246,7 +249,7 @@ def test_only_rejected_or_cancelled_paid_persons_are_refundable(login, world):
     client = login(UNIT_A)
     response = client.post("/unit/refunds/request",
                            data={"person": [str(world.person("王伟").id)], "route": "original"})
-    assert "已付费的人员" in text_of(client.get(response.headers["Location"]))
+    assert "王伟: 本单位未为此人员支付证件费" in text_of(client.get(response.headers["Location"]))
     assert login(UNIT_B).post("/unit/refunds/request", data={
         "person": [str(world.person("王伟").id)], "route": "original"}).status_code == 404
     assert db.session.scalar(sa.select(sa.func.count()).select_from(m.Refund)) == 0

@@ -34,6 +34,7 @@ RECORDS = {
     "Statement line": m.StatementLineStatus,
     "Account claim": m.ClaimStatus,
     "Notification": m.NotificationStatus,
+    "Overpayment": m.OverpaymentStatus,
 }
 FORWARD = re.compile(r"──(?:(?!──).)*──▶|──▶")
 BACKWARD = re.compile(r"◀──(?:(?!──).)*──")

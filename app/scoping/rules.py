@@ -259,6 +259,28 @@ def _payment_rule(actor: Actor, mode: str) -> Any:
     )
 
 
+@rule(m.Overpayment)
+def _overpayment_rule(actor: Actor, mode: str) -> Any:
+    """Money paid twice: finance refunds it; the unit reads its own (it changes nothing)."""
+    return _any(
+        mode == READ and actor.unit_id is not None
+        and m.Overpayment.order_id.in_(_unit_order_ids(actor)),
+        actor.has(FINANCE) and TRUE,
+    )
+
+
+@rule(m.BankStatementLine, m.BankStatementImport)
+def _bank_statement_rule(actor: Actor, mode: str) -> Any:
+    """Bank statements are finance's: it imports and matches them; no one else sees them."""
+    return _any(actor.has(FINANCE) and TRUE)
+
+
+@rule(m.BankStatementProfile)
+def _bank_profile_rule(actor: Actor, mode: str) -> Any:
+    """Finance reads the bank layouts to choose one; admins edit them."""
+    return _any(mode == READ and actor.has(FINANCE) and TRUE)
+
+
 @rule(m.RefundItem)
 def _refund_item_rule(actor: Actor, mode: str) -> Any:
     return _any(

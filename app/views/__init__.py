@@ -8,12 +8,14 @@ from app.extensions import csrf
 from app.views import (
     admin,
     badges,
+    bank_profiles,
     delegation,
     events,
     finance,
     invoices,
     journey,
     orders,
+    overpayments,
     payments,
     refunds,
     registration,
@@ -80,7 +82,11 @@ def register_views(appbuilder: AppBuilder) -> None:
         *money)
     add(finance.BankStatementView, "Bank statements", _l("Bank statements"), "fa-file-text",
         *money)
+    add(finance.BankStatementImportView, "Statement imports", _l("Statement imports"),
+        "fa-upload", *money)
     add(finance.FinanceRefundView, "Finance refunds", _l("Refunds"), "fa-undo", *money)
+    add(overpayments.FinanceOverpaymentView, "Overpayments", _l("Overpayments"),
+        "fa-exchange", *money)
     add(finance.FinanceNotificationView, "Failed notifications", _l("Failed notifications"),
         "fa-envelope", *money)
     add(finance.ReconciliationView, "Reconciliation", _l("Daily reconciliation"),
@@ -121,6 +127,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     add(admin.OrganiserView, "Organisers", _l("Event organisers"), "fa-building",
         *administration)
     add(admin.UnitAdminView, "All units", _l("Units"), "fa-building", *administration)
+    add(bank_profiles.BankStatementProfileView, "Bank statement layouts",
+        _l("Bank statement layouts"), "fa-university", *administration)
     add(admin.AuditEventView, "Audit log", _l("Audit log"), "fa-history", *administration)
     add(admin.NotificationView, "Notification log", _l("Notification log"), "fa-envelope",
         *administration)

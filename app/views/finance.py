@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 from datetime import date, timedelta
 
+import sqlalchemy as sa
 from flask import (
     abort,
     current_app,
-    flash,
     redirect,
     request,
     send_file,
@@ -24,11 +24,13 @@ from markupsafe import Markup
 
 from app import models as m
 from app.clock import today_shanghai
+from app.extensions import db
 from app.scoping.actor import current_actor
 from app.scoping.interface import ScopedInterface, Selection
-from app.scoping.rules import get_scoped
+from app.scoping.rules import get_scoped, row_id
 from app.views.base import ScopedModelView, attempt, batch_action
 from app.workflow import reconciliation, statements
+from app.workflow.errors import InputRefused
 
 
 def voucher_link(payment_id: int | None) -> Markup:
@@ -104,8 +106,23 @@ class FinanceTransferView(ScopedModelView):
         return send_from_directory(current_app.config["UPLOAD_FOLDER"], payment.voucher_key)
 
 
+def statement_match_link(line_id: int | None) -> Markup:
+    if not line_id:
+        return Markup("")
+    return Markup('<a href="{}" class="statement-match-link">{} <i class="fa fa-link"></i></a>'
+                  ).format(url_for("BankStatementView.match", line_id=line_id), line_id)
+
+
+def statement_report_link(import_id: int | None) -> Markup:
+    if not import_id:
+        return Markup("")
+    return Markup('<a href="{}"><i class="fa fa-list-alt"></i> {}</a>').format(
+        url_for("BankStatementView.report", import_id=import_id), _("Report"))
+
+
 class BankStatementView(ScopedModelView):
-    """Imported bank statement lines; unmatched ones are matched by hand."""
+    """Imported bank statement lines (credits); finance imports the bank's file as it comes,
+    reads the import's report, and matches the lines left over by hand."""
 
     route_base = "/finance/statements"
     class_permission_name = "BankStatements"
@@ -114,37 +131,103 @@ class BankStatementView(ScopedModelView):
     list_template = "ciie/finance/statements.html"
     base_order = ("id", "desc")
     list_columns = ["id", "booked_on", "amount_fen", "reference", "payer_name",
-                    "payer_account", "status", "payment.number"]
-    show_columns = list_columns + ["imported_at"]
-    search_columns = ["status", "reference", "booked_on"]
-    base_permissions = ["can_list", "can_show", "can_import", "can_match"]
-    label_columns = {"booked_on": _l("Booked on"), "payment.number": _l("Payment")}
+                    "payer_account", "serial", "status", "match_method", "order.number",
+                    "payment.number"]
+    show_columns = list_columns + ["line_no", "statement_import", "imported_at"]
+    search_columns = ["status", "reference", "payer_name", "serial", "booked_on"]
+    base_permissions = ["can_list", "can_show", "can_import", "can_match", "can_report"]
+    formatters_columns = {"id": statement_match_link}
+    label_columns = {"id": _l("Line (match by hand)"), "booked_on": _l("Booked on"),
+                     "reference": _l("Memo"), "serial": _l("Bank serial number"),
+                     "match_method": _l("Matched by"), "order.number": _l("Order"),
+                     "payment.number": _l("Payment"), "statement_import": _l("Imported file"),
+                     "line_no": _l("Row in the file")}
 
-    @expose("/import", methods=["POST"])
+    @expose("/import", methods=["GET", "POST"])
     @has_access
     @permission_name("import")
     def import_file(self):
+        profiles = list(db.session.scalars(sa.select(m.BankStatementProfile).where(
+            m.BankStatementProfile.active.is_(True)).order_by(m.BankStatementProfile.id)))
+        if request.method == "GET":
+            return self.render_template("ciie/finance/statement_import.html",
+                                        title=_("Import a bank statement"), profiles=profiles)
         upload = request.files.get("statement")
         if upload is None or not upload.filename:
-            flash(_("Choose a file to upload."), "warning")
-            return redirect(url_for("BankStatementView.list"))
+            raise InputRefused(_l("Check \"%(field)s\": choose the file to upload. Nothing "
+                                  "was imported.", field=statements.FILE_FIELD))
         data = upload.read(current_app.config["MAX_DOCUMENT_BYTES"] + 1)
+        if len(data) > current_app.config["MAX_DOCUMENT_BYTES"]:
+            raise InputRefused(_l("Check \"%(field)s\": the file is larger than %(mb)d MB. "
+                                  "Nothing was imported.", field=statements.FILE_FIELD,
+                                  mb=current_app.config["MAX_DOCUMENT_BYTES"] // 1024 // 1024))
+        profile_id = request.form.get("profile") or None
+        if profile_id is not None and row_id(m.BankStatementProfile, profile_id) is None:
+            raise InputRefused(_l("Check \"%(field)s\": choose one of the banks offered.",
+                                  field=_l("Bank of the statement")))
         outcome = {}
-        if attempt(lambda: outcome.update(report=statements.import_statement(
-                current_actor(), data))):
-            report = outcome["report"]
-            flash(_("%(lines)d lines read, %(new)d new, %(matched)d matched and confirmed.",
-                    lines=report.lines, new=report.new, matched=report.matched), "success")
-        return redirect(url_for("BankStatementView.list"))
+        if attempt(lambda: outcome.update(batch=statements.import_statement(
+                current_actor(), data, upload.filename, profile_id and int(profile_id)))):
+            return redirect(url_for("BankStatementView.report",
+                                    import_id=outcome["batch"].id))
+        return redirect(url_for("BankStatementView.import_file"))
 
-    @expose("/match/<int:line_id>", methods=["POST"])
+    @expose("/report/<int:import_id>")
+    @has_access
+    @permission_name("report")
+    def report(self, import_id: int):
+        batch = get_scoped(m.BankStatementImport, import_id)
+        if batch is None:
+            abort(404)
+        report = batch.report or {}
+        return self.render_template(
+            "ciie/finance/statement_report.html", title=_("Statement import report"),
+            batch=batch, report=report, skip_reason=statements.skip_reason,
+            method_label=statements.method_label)
+
+    @expose("/match/<int:line_id>", methods=["GET", "POST"])
     @has_access
     @permission_name("match")
     def match(self, line_id: int):
-        attempt(lambda: statements.match_line(current_actor(), line_id,
-                                              request.form.get("order_number", "")),
-                _("Matched; the order is paid."))
-        return redirect(url_for("BankStatementView.list"))
+        actor = current_actor()
+        refused = False
+        if request.method == "POST":
+            if attempt(lambda: statements.match_line(
+                    actor, line_id, request.form.get("order_number", ""),
+                    request.form.get("payment_id") or None),
+                    _("Matched: the line is booked to its order.")):
+                return redirect(url_for("BankStatementView.show", pk=line_id))
+            refused = True
+        line = get_scoped(m.BankStatementLine, line_id, actor)
+        if line is None:
+            abort(404)
+        page = self.render_template(
+            "ciie/finance/statement_match.html", title=_("Match a statement line by hand"),
+            line=line, candidates=statements.candidate_payments(line, actor)
+            if line.status is m.StatementLineStatus.unmatched else [])
+        # A refused match shows the page again with the reason, as the conflict it is.
+        return (page, 409) if refused else page
+
+
+class BankStatementImportView(ScopedModelView):
+    """Every imported statement file with its report."""
+
+    route_base = "/finance/statement-imports"
+    class_permission_name = "BankStatementImports"
+    datamodel = ScopedInterface(m.BankStatementImport)
+    title = _l("Statement imports")
+    base_order = ("id", "desc")
+    list_columns = ["imported_at", "file_name", "profile", "imported_by", "rows_read",
+                    "imported", "matched", "unmatched", "skipped", "duplicates", "id"]
+    search_columns = ["file_name", "imported_at"]
+    base_permissions = ["can_list"]
+    formatters_columns = {"id": statement_report_link}
+    label_columns = {"id": _l("Report"), "file_name": _l("File"),
+                     "profile": _l("Bank of the statement"),
+                     "imported_by": _l("Imported by"), "rows_read": _l("Rows read"),
+                     "imported": _l("Lines imported"), "matched": _l("Matched automatically"),
+                     "unmatched": _l("Left to match by hand"), "skipped": _l("Rows skipped"),
+                     "duplicates": _l("Already imported")}
 
 
 class FinanceRefundView(ScopedModelView):
@@ -162,7 +245,10 @@ class FinanceRefundView(ScopedModelView):
                                    "provider_refund_id", "reason"]
     search_columns = ["status", "route", "number", "created_at"]
     base_permissions = ["can_list", "can_show"]
-    reason_actions = ("reject_refunds",)
+    # Finance reads this dialog; the unit reads the reason.
+    reason_actions = {"reject_refunds": (
+        _l("Reason for rejecting the refund (the unit will see it):"),
+        _l("Enter the reason for rejecting the refund; the unit will see it."))}
     label_columns = {"payment.number": _l("Payment"), "payment.channel": _l("Payment method"),
                      "done_at": _l("Refunded at")}
 

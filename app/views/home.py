@@ -115,6 +115,11 @@ def panels_for(actor: Actor) -> list[Panel]:
                                                        "FinanceInvoiceView")))
         refunds = count_by_status(m.Refund, actor)
         panels.append(Panel(_l("Refunds"), status_rows(refunds, m.RefundStatus, None)))
+        # Money paid twice, to be returned (issue 12): shown while there is any.
+        overpaid = count_by_status(m.Overpayment, actor)
+        if overpaid:
+            panels.append(Panel(_l("Overpayments"), status_rows(
+                overpaid, m.OverpaymentStatus, "FinanceOverpaymentView")))
     if actor.has(REVIEWER):
         PR = m.PersonRegistration
         waiting = db.session.scalar(scoped(

@@ -52,9 +52,14 @@ class UnitOrderPageView(BaseView):
             .where(m.OrderItem.order_id == order.id).order_by(m.Person.name)).all()
         attempts = db.session.scalars(sa.select(m.Payment).where(
             m.Payment.order_id == order.id).order_by(m.Payment.id.desc())).all()
+        # Money that arrived twice (or for the cancelled order), as the unit may read it.
+        overpayments = db.session.scalars(scoped(sa.select(m.Overpayment).where(
+            m.Overpayment.order_id == order.id), m.Overpayment)
+            .order_by(m.Overpayment.id)).all()
         return self.render_template(
             "ciie/unit/order.html", order=order, items=items, attempts=attempts,
             channels=[c for c in m.PaymentChannel if c is not m.PaymentChannel.transfer],
+            waiting=payments.waiting_transfer(order), overpayments=overpayments,
             today=date.today().isoformat())
 
     @expose("/number/<string:number>")

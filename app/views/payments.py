@@ -66,6 +66,9 @@ OUTCOME_LOG = {
     NotificationOutcome.confirmed: (logging.INFO, "%s payment %s confirmed (%s, %s fen)"),
     NotificationOutcome.already_confirmed: (
         logging.INFO, "%s notification for %s repeated; already confirmed (%s, %s fen)"),
+    NotificationOutcome.overpaid: (
+        logging.WARNING, "%s payment %s paid for an order already paid or cancelled: "
+        "overpayment recorded for refund (%s, %s fen)"),
     NotificationOutcome.not_paid: (
         logging.INFO, "%s notification for %s reports no payment (%s, %s fen)"),
     NotificationOutcome.refused: (

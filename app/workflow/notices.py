@@ -87,7 +87,8 @@ def enqueue_sends(notification_ids: Iterable[int], outbox: bool = True) -> None:
     """After the commit: one job per notification, retried with back-off on failure (queued
     in pipelines: a lock over thousands of units costs a few round trips to Redis). The rows
     are the outbox: if Redis does not answer, the sweeper enqueues them later."""
-    ids = list(notification_ids)
+    # Notices a non-committing workflow call noted in the same transaction go along.
+    ids = list(notification_ids) + db.session.info.pop(_AFTER_COMMIT, [])
     if queue.inline:
         for nid in ids:
             try:
@@ -147,4 +148,78 @@ def unit_decision_notices(registration_ids: list[int], decision: m.UnitStatus) -
             channel=m.NotificationChannel.email, unit_id=row.unit_id,
             recipient=row.contact_email or row.email or "", language=row.language,
             subject=subject, body=body))
+    return notices
+
+
+# --------------------------------------------------------------------------------------------
+# Notices sent once the caller commits (issue 12): a workflow function that does not commit
+# (record_overpayment, called inside the caller's transaction) notes the notices it created;
+# the caller sends them after its commit. The rows are the outbox either way: what no caller
+# sends, the sweeper enqueues.
+# --------------------------------------------------------------------------------------------
+
+_AFTER_COMMIT = "ciie_notices_after_commit"
+
+
+def send_after_commit(notification_ids: Iterable[int]) -> None:
+    """Note notices created in the current transaction, for send_noted() after its commit."""
+    db.session.info.setdefault(_AFTER_COMMIT, []).extend(notification_ids)
+
+
+def send_noted() -> None:
+    """After the commit: enqueue the notices noted by send_after_commit (once; any
+    enqueue_sends after the commit sends them too)."""
+    if db.session.info.get(_AFTER_COMMIT):
+        enqueue_sends([])
+
+
+def unit_contacts(unit_ids: Iterable[int]) -> dict[int, tuple[str, str, str, str]]:
+    """{unit id: (name, language, e-mail, mobile)}: the contacts of the unit's latest
+    registration, else the account's own (one query)."""
+    UR = m.UnitRegistration
+    ids = list(set(unit_ids))
+    if not ids:
+        return {}
+    latest = sa.select(sa.func.max(UR.id)).where(UR.unit_id.in_(ids)).group_by(UR.unit_id)
+    contacts = {row.unit_id: row for row in db.session.execute(
+        sa.select(UR.unit_id, UR.contact_email, UR.contact_mobile).where(UR.id.in_(latest)))}
+    found = {}
+    for unit in db.session.execute(sa.select(m.Unit.id, m.Unit.name, m.Unit.language,
+                                             m.Unit.email, m.Unit.mobile)
+                                   .where(m.Unit.id.in_(ids))):
+        reg = contacts.get(unit.id)
+        found[unit.id] = (unit.name, unit.language,
+                          (reg.contact_email if reg else None) or unit.email or "",
+                          (reg.contact_mobile if reg else None) or unit.mobile or "")
+    return found
+
+
+def unit_notices(key: str, unit_id: int, text: Callable[[], tuple[str | None, str]],
+                 contacts: dict[int, tuple[str, str, str, str]] | None = None) -> list[Notice]:
+    """An e-mail and an SMS to the unit, in its language (dedupe keys `<key>:email|sms`)."""
+    contacts = contacts if contacts is not None else unit_contacts([unit_id])
+    if unit_id not in contacts:
+        return []
+    _name, language, email, mobile = contacts[unit_id]
+    subject, body = render(language, text)
+    return [Notice(f"{key}:email", m.NotificationChannel.email, unit_id, email, language,
+                   subject, body),
+            Notice(f"{key}:sms", m.NotificationChannel.sms, unit_id, mobile, language, None,
+                   body)]
+
+
+def finance_notices(key: str, text: Callable[[], tuple[str | None, str]]) -> list[Notice]:
+    """An e-mail to every active finance officer (no unit's: the unit never reads it)."""
+    from flask_appbuilder.security.sqla.models import Role
+
+    from app.scoping.actor import FINANCE
+
+    rows = db.session.execute(
+        sa.select(m.User.id, m.User.email).join(m.User.roles)
+        .where(Role.name == FINANCE, m.User.active.is_(True)).order_by(m.User.id)).all()
+    notices = []
+    for row in rows:
+        subject, body = render("zh", text)
+        notices.append(Notice(f"{key}:finance:{row.id}", m.NotificationChannel.email, None,
+                              row.email or "", "zh", subject, body))
     return notices
