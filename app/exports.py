@@ -22,7 +22,7 @@ from app import models as m
 from app import storage
 from app.clock import SHANGHAI, now
 from app.extensions import db
-from app.formatting import fmt_value
+from app.formatting import fmt_money, fmt_value
 from app.labels import COLUMN_LABELS, MASKED, fmt_entry_days
 from app.scoping.actor import Actor, acting_as
 from app.scoping.interface import ScopedInterface, filtered_ids
@@ -120,6 +120,48 @@ def _persons(language: str) -> tuple[list[Column], sa.Select]:
     return columns, stmt
 
 
+def _invoices(language: str) -> tuple[list[Column], sa.Select]:
+    """Finance's invoice list: a red-letter reversal is its own row, typed as such, with its
+    negative amount and the number of the invoice it reverses."""
+    Inv, Ord, U = m.Invoice, m.Order, m.Unit
+    reversed_invoice = aliased(m.Invoice)
+    columns = [
+        Column("invoice_number", Inv.number, 24),
+        Column("order.number", Ord.number, 14),
+        Column("unit.name", U.name, 36),
+        Column("invoice_type", sa.case((Inv.reversal_of_id.is_not(None), RED_LETTER),
+                                       else_=Inv.kind), 22, memo=True),
+        Column("status", Inv.status, 12, memo=True),
+        Column("signed_amount_fen", Inv.signed_amount_fen, 14),
+        Column("buyer_name", Inv.buyer_name, 36),
+        Column("buyer_tax_id", Inv.buyer_tax_id, 22),
+        Column("created_at", Inv.created_at, 18),
+        Column("issued_at", Inv.issued_at, 18),
+        Column("carrier", Inv.carrier, 12),
+        Column("tracking_no", Inv.tracking_no, 18),
+        Column("reversal_of.number", reversed_invoice.number, 24),
+    ]
+    stmt = (sa.select(*(c.expr for c in columns)).select_from(Inv)
+            .join(Ord, Ord.id == Inv.order_id).join(U, U.id == Inv.unit_id)
+            .outerjoin(reversed_invoice, reversed_invoice.id == Inv.reversal_of_id))
+    return columns, stmt
+
+
+# The invoice type of a reversal in the export's SELECT (its kind otherwise).
+RED_LETTER = "red_letter"
+
+
+def fmt_invoice_type(value: Any) -> Any:
+    return m.RED_LETTER_LABEL if value == RED_LETTER else fmt_value(m.InvoiceKind(value))
+
+
+def fmt_signed_money(fen: int | None) -> str:
+    """An amount in yuan with its sign before the currency: -¥200.00 for a reversal."""
+    if fen is None:
+        return ""
+    return ("-" if fen < 0 else "") + fmt_money(abs(fen))
+
+
 def _cell_text(ws: Any, text: str) -> Any:
     """A text cell: characters XML cannot hold dropped, and never read as a formula (a unit
     named "=HYPERLINK(…)" must stay text)."""
@@ -210,6 +252,20 @@ PERSONS = Export(
                         "person.mobile": MASKED["person.mobile"],
                         "entry_days": fmt_entry_days},
     name="persons", query=_persons)
+
+
+INVOICES = Export(
+    m.Invoice, _l("Invoices"), [],
+    search_columns=["status", "kind", "number", "buyer_name", "buyer_tax_id", "buyer_locked",
+                    "tracking_no", "created_at", "issued_at"],
+    formatters_columns={"invoice_type": fmt_invoice_type,
+                        "signed_amount_fen": fmt_signed_money},
+    name="invoices", query=_invoices)
+
+
+@operation("export_invoices")
+def export_invoices(actor: Actor, params: dict, progress: Progress) -> dict:
+    return write_export(INVOICES, actor, params, progress)
 
 
 @operation("export_units")

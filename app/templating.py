@@ -12,6 +12,9 @@ def js_messages() -> dict[str, str]:
     return {
         "no_rows": _("No row selected"),
         "reason_prompt": _("Reason (the unit will see it):"),
+        "reason_required": _("Enter the reason."),
+        "ok": _("OK"),
+        "cancel": _("Cancel"),
         "confirm_some": _("Apply this action to %(count)s selected record(s)?"),
         "confirm_all": _("Apply this action to ALL %(count)s records matching the current "
                          "filter?"),

@@ -371,7 +371,8 @@ def test_voiding_an_e_invoice_adds_a_linked_red_letter_reversal(login, world):
     assert f"/unit/invoices/download/{reversal.pdf_key}" in listing
     assert not invoices.active_invoice_exists(original.order_id)
     # A reversal is never voided itself; the order can be invoiced again.
-    assert client.action("/unit/invoices", "request_void", [reversal.id]).status_code == 302
+    assert client.action("/unit/invoices", "request_void", [reversal.id],
+                         reason="再次作废").status_code == 302
     assert all_invoices()[1].status is IS.issued and len(all_invoices()) == 2
     assert ask(client, demo_order(world), kind="e_normal",
                buyer_name=unit_a(world).name).status_code == 302
@@ -406,7 +407,7 @@ def test_voiding_a_paper_invoice_waits_for_it_to_come_back(login, world):
 
 def test_an_issued_paper_invoice_not_yet_mailed_can_be_voided(login, world):
     invoice = paper_invoice(world, login, mailed=False)
-    result = invoices.request_void(actor_for_user(world.user(UNIT_A)), [invoice.id])
+    result = invoices.request_void(actor_for_user(world.user(UNIT_A)), [invoice.id], "税号有误")
     assert result.done == [invoice.id] and all_invoices()[0].status is IS.void_requested
 
 
@@ -425,7 +426,7 @@ def test_active_invoice_exists_follows_the_states(login, world):
     seen.append(invoices.active_invoice_exists(order.id))            # issued
     invoices.mail_paper(finance, invoice.id, "EMS", "EMS0001")
     seen.append(invoices.active_invoice_exists(order.id))            # mailed
-    invoices.request_void(unit, [invoice.id])
+    invoices.request_void(unit, [invoice.id], "税号有误")
     seen.append(invoices.active_invoice_exists(order.id))            # void_requested
     invoices.confirm_returned(finance, [invoice.id])
     seen.append(invoices.active_invoice_exists(order.id))            # voided
@@ -433,7 +434,7 @@ def test_active_invoice_exists_follows_the_states(login, world):
                                      invoices.BuyerData(name="上海浦东医疗器械有限公司"))
     seen.append(invoices.active_invoice_exists(order.id))            # issued (e-invoice)
     assert seen == [True, True, True, True, False, True]
-    invoices.request_void(unit, [again.id])
+    invoices.request_void(unit, [again.id], "抬头有误")
     assert not invoices.active_invoice_exists(order.id)              # voided by its reversal
     third = invoices.request_invoice(unit, order.id, IK.paper_special, invoices.BuyerData(
         name="x", tax_id=UNIT_A, address="a", phone="p", bank="b", account="c"))
@@ -483,7 +484,7 @@ def wrong_states(world) -> None:
         name="上海浦东医疗器械有限公司", tax_id=UNIT_A, address="张江路100号", phone="021-1",
         bank="招商银行", account="1219"))
     # Voiding a requested invoice, mailing before issue.
-    result = invoices.request_void(unit, [paper.id])
+    result = invoices.request_void(unit, [paper.id], "wrong buyer")
     assert result.done == [] and "Requested" in str(result.refused[0].reason)
     with pytest.raises(WorkflowError, match="Requested"):
         invoices.mail_paper(finance, paper.id, "EMS", "E1")
@@ -495,7 +496,7 @@ def wrong_states(world) -> None:
         invoices.issue_paper(finance, paper.id, "12ab")               # not a printed number
     result = invoices.reject_requests(finance, [paper.id], "no")
     assert result.done == [] and result.refused
-    invoices.request_void(unit, [paper.id])
+    invoices.request_void(unit, [paper.id], "wrong buyer")
     invoices.confirm_returned(finance, [paper.id])
 
     electronic = invoices.request_invoice(unit, order.id, IK.e_normal,
@@ -507,7 +508,7 @@ def wrong_states(world) -> None:
     with pytest.raises(WorkflowError):
         invoices.issue_paper(finance, electronic.id, "44000003")       # issued already
     # A duplicate printed number is refused.
-    invoices.request_void(unit, [electronic.id])
+    invoices.request_void(unit, [electronic.id], "wrong buyer")
     third = invoices.request_invoice(unit, order.id, IK.paper_special, invoices.BuyerData(
         name="上海浦东医疗器械有限公司", tax_id=UNIT_A, address="张江路100号", phone="021-1",
         bank="招商银行", account="1219"))
@@ -531,7 +532,7 @@ def test_another_unit_cannot_see_void_or_download(login, world):
     assert other.post(f"/unit/invoices/request/{invoice.order_id}",
                       data={"kind": "e_normal", "buyer_name": "x"}).status_code == 404
     # The workflow refuses too, whatever the view.
-    result = invoices.request_void(actor_for_user(world.user(UNIT_B)), [invoice.id])
+    result = invoices.request_void(actor_for_user(world.user(UNIT_B)), [invoice.id], "不是我的")
     assert result.done == [] and result.refused == []
     [invoice] = all_invoices()
     assert invoice.status is IS.issued

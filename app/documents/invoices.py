@@ -89,7 +89,8 @@ def render(doc: InvoiceDocument) -> bytes:
 
     def party(label: str, name: str, tax_id: str | None, address_phone: str,
               bank_account: str) -> list[list[Paragraph]]:
-        return [[p(label), p(_("Name")), p(name)],
+        # Buyer and seller are organisations: 名称, not a person's 姓名.
+        return [[p(label), p(_("Organisation name")), p(name)],
                 ["", p(_("Taxpayer ID")), p(tax_id)],
                 ["", p(_("Address and phone")), p(address_phone)],
                 ["", p(_("Bank and account")), p(bank_account)]]

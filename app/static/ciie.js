@@ -1,9 +1,51 @@
 // Batch actions for CIIE lists: the ticked rows, or every row matching the filter, with a
 // confirmation that shows how many rows the action will touch.
+// reasonActions: {action: {prompt, required}}, the dialog asking for each action's reason.
 function CiieActions(reasonActions) {
     var base = new AdminActions();
     var t = window.CIIE_I18N || {};
     function fmt(text, count) { return (text || "").replace("%(count)s", count); }
+    if ($.isArray(reasonActions)) {
+        var named = {};
+        $.each(reasonActions, function(_i, name) { named[name] = {}; });
+        reasonActions = named;
+    }
+    reasonActions = reasonActions || {};
+
+    // A dialog asking for the reason; an empty one is refused there, naming the field.
+    function askReason(spec, then) {
+        var modal = $('#ciie-reason-modal');
+        if (!modal.length) {
+            modal = $('<div class="modal fade" id="ciie-reason-modal" tabindex="-1" role="dialog">' +
+                '<div class="modal-dialog" role="document"><div class="modal-content">' +
+                '<div class="modal-body"><div class="form-group">' +
+                '<label class="control-label" for="ciie-reason-text" id="ciie-reason-label"></label>' +
+                '<textarea class="form-control" id="ciie-reason-text" rows="3"></textarea>' +
+                '<span class="help-block hidden" id="ciie-reason-error"></span></div></div>' +
+                '<div class="modal-footer">' +
+                '<button type="button" class="btn btn-default" data-dismiss="modal" id="ciie-reason-cancel"></button>' +
+                '<button type="button" class="btn btn-primary" id="ciie-reason-ok"></button>' +
+                '</div></div></div></div>').appendTo('body');
+            $('#ciie-reason-cancel').text(t.cancel || 'Cancel');
+            $('#ciie-reason-ok').text(t.ok || 'OK');
+        }
+        $('#ciie-reason-label').text(spec.prompt || t.reason_prompt);
+        $('#ciie-reason-text').val('');
+        $('#ciie-reason-error').addClass('hidden').text('');
+        $('.form-group', modal).removeClass('has-error');
+        $('#ciie-reason-ok').off('click').on('click', function() {
+            var reason = $.trim($('#ciie-reason-text').val());
+            if (!reason) {
+                $('#ciie-reason-error').text(spec.required || t.reason_required).removeClass('hidden');
+                $('.form-group', modal).addClass('has-error');
+                $('#ciie-reason-text').trigger('focus');
+                return;
+            }
+            modal.modal('hide');
+            then(reason);
+        });
+        modal.modal('show');
+    }
 
     this.execute_multiple = function(name, confirmation) {
         var box = $('#all-matching');
@@ -20,15 +62,20 @@ function CiieActions(reasonActions) {
     };
 
     function confirmAndRun(name, confirmation, all) {
-        var form = $('#action_form');
         var count = all ? parseInt($('#all-matching').data('count'), 10)
                         : $('input.action_check:checked').length;
         if (!all && count === 0) { ab_alert(t.no_rows); return false; }
-        var reason = '';
-        if ((reasonActions || []).indexOf(name) >= 0) {
-            reason = window.prompt(t.reason_prompt);
-            if (!reason || !reason.trim()) { return false; }
+        if (reasonActions.hasOwnProperty(name)) {
+            askReason(reasonActions[name], function(reason) {
+                submit(name, confirmation, all, count, reason);
+            });
+            return false;
         }
+        return submit(name, confirmation, all, count, '');
+    }
+
+    function submit(name, confirmation, all, count, reason) {
+        var form = $('#action_form');
         var message = fmt(all ? t.confirm_all : t.confirm_some, count);
         if (confirmation) { message = confirmation + "\n" + message; }
         if (!window.confirm(message)) { return false; }

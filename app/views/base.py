@@ -181,8 +181,9 @@ class ScopedModelView(ModelView):
 
     # One translated title for the view; add, edit and show titles derive from it.
     title: Any = None
-    # Actions that ask for a reason (shown to the unit) before they run.
-    reason_actions: tuple[str, ...] = ()
+    # Actions that ask for a reason before they run: names (the dialog says the unit will see
+    # the reason), or {name: (question, refusal of an empty reason)} worded for the reader.
+    reason_actions: tuple[str, ...] | dict[str, tuple[Any, Any]] = ()
     # The background operation (app.tasks) that writes the listed rows to a file: "Export".
     export_operation: str | None = None
 
@@ -238,8 +239,17 @@ class ScopedModelView(ModelView):
             self.edit_title = self.edit_title or _l("Edit")
         super()._init_titles()
 
+    def reason_dialogs(self) -> dict[str, dict[str, str]]:
+        """Each reason action's dialog: its question and the message an empty reason gets."""
+        actions = self.reason_actions
+        if not isinstance(actions, dict):
+            actions = {name: (_l("Reason (the unit will see it):"), _l("Enter the reason."))
+                       for name in actions}
+        return {name: {"prompt": str(prompt), "required": str(required)}
+                for name, (prompt, required) in actions.items()}
+
     def _get_list_widget(self, *args: Any, **kwargs: Any):
-        kwargs.setdefault("reason_actions", self.reason_actions)
+        kwargs.setdefault("reason_actions", self.reason_dialogs())
         if kwargs.get("order_column") and kwargs["order_column"] not in self.order_columns:
             # A hand-written ?_oc_ for a column that cannot sort: the list keeps its own order.
             kwargs["order_column"] = kwargs["order_direction"] = ""

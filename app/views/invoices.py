@@ -19,6 +19,7 @@ from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 from app import models as m
+from app.exports import INVOICES
 from app.extensions import db
 from app.formatting import fmt_datetime, fmt_money
 from app.scoping.actor import current_actor
@@ -30,24 +31,37 @@ from app.workflow import invoices
 INVOICE_LABELS = {
     "number": _l("Invoice number"),
     "kind": _l("Invoice type"),
-    "buyer_name": _l("Buyer"),
-    "buyer_tax_id": _l("Buyer's taxpayer ID"),
     "buyer_address": _l("Buyer's address"),
     "buyer_phone": _l("Buyer's phone"),
     "buyer_bank": _l("Buyer's bank"),
     "buyer_account": _l("Buyer's account"),
     "buyer_locked": _l("Buyer is the payer"),
     "pdf_key": _l("E-invoice"),
-    "carrier": _l("Carrier"),
-    "tracking_no": _l("Tracking number"),
-    "issued_at": _l("Issued at"),
-    "reversal_of.number": _l("Red-letter reversal of"),
     "logistics": _l("Logistics"),
 }
-DETAIL_COLUMNS = ["number", "order.number", "kind", "status", "amount_fen", "buyer_name",
+DETAIL_COLUMNS = ["number", "order.number", "invoice_type", "status", "signed_amount_fen",
+                  "buyer_name",
                   "buyer_tax_id", "buyer_address", "buyer_phone", "buyer_bank",
                   "buyer_account", "buyer_locked", "issued_at", "pdf_key", "carrier",
                   "tracking_no", "reject_reason", "reversal_of.number", "created_at"]
+
+
+def signed_money(fen: int | None) -> Markup:
+    """An invoice's amount: a red-letter reversal's is negative, printed in red like the
+    invoice itself ("-¥200.00")."""
+    if fen is None:
+        return Markup("")
+    if fen < 0:
+        return Markup('<span class="ciie-red-letter text-danger text-nowrap">-{}</span>').format(
+            fmt_money(-fen))
+    return Markup("{}").format(fmt_money(fen))
+
+
+def invoice_type(label: Any) -> Markup:
+    """The invoice's type; a red-letter reversal's in red (the title its PDF prints in red)."""
+    if str(label) == str(m.RED_LETTER_LABEL):
+        return Markup('<span class="ciie-red-letter label label-danger">{}</span>').format(label)
+    return Markup("{}").format(label)
 
 
 def pdf_link(endpoint: str) -> Any:
@@ -135,22 +149,34 @@ class UnitInvoiceView(InvoiceFiles, ScopedModelView):
     datamodel = ScopedInterface(m.Invoice)
     title = _l("Invoices")
     base_order = ("id", "desc")
-    list_columns = ["number", "order.number", "kind", "status", "amount_fen", "buyer_name",
-                    "issued_at", "pdf_key", "logistics", "reversal_of.number"]
+    list_columns = ["number", "order.number", "invoice_type", "status", "signed_amount_fen",
+                    "buyer_name", "issued_at", "pdf_key", "logistics", "reversal_of.number"]
     show_columns = DETAIL_COLUMNS
     search_columns = ["status", "kind", "number", "issued_at"]
-    order_columns = ["number", "kind", "status", "amount_fen", "issued_at"]
+    order_columns = ["number", "status", "issued_at"]
     base_permissions = ["can_list", "can_show", "can_download", "can_request", "can_logistics"]
     label_columns = INVOICE_LABELS
-    formatters_columns = {"pdf_key": pdf_link("UnitInvoiceView"), "logistics": logistics_link}
+    formatters_columns = {"pdf_key": pdf_link("UnitInvoiceView"), "logistics": logistics_link,
+                          "signed_amount_fen": signed_money, "invoice_type": invoice_type}
     list_template = "ciie/invoice_list.html"
-    reason_actions = ("request_void",)
+    # The unit reads this dialog: it is asked why, in its own terms.
+    reason_actions = {"request_void": (_l("Reason for voiding: why should this invoice be "
+                                          "voided?"),
+                                       _l("Enter the reason for voiding the invoice."))}
 
+    # The reason is asked in the list's dialog; the show page has no dialog for it.
     @batch_action("request_void", _l("Void the invoice"),
                   _l("An e-invoice is reversed at once by a red-letter invoice. A paper invoice "
-                     "must be mailed back; finance voids it when it arrives."), "fa-undo")
+                     "must be mailed back; finance voids it when it arrives."), "fa-undo",
+                  single=False)
     def request_void(self, selection: Selection):
         return invoices.request_void(current_actor(), selection.ids, request.form.get("reason"))
+
+    @batch_action("withdraw_requests", _l("Withdraw the request"),
+                  _l("Take back an invoice request finance has not issued yet; you may then "
+                     "ask again."), "fa-reply")
+    def withdraw_requests(self, selection: Selection):
+        return invoices.withdraw_requests(current_actor(), selection.ids)
 
     @expose("/request/<int:order_id>", methods=["GET", "POST"])
     @has_access
@@ -227,18 +253,23 @@ class FinanceInvoiceView(InvoiceFiles, ScopedModelView):
     datamodel = ScopedInterface(m.Invoice)
     title = _l("Invoices")
     base_order = ("id", "desc")
-    list_columns = ["number", "order.number", "unit.name", "kind", "status", "amount_fen",
-                    "buyer_name", "buyer_tax_id", "created_at", "issued_at", "pdf_key",
-                    "carrier", "tracking_no", "reversal_of.number"]
+    list_columns = ["number", "order.number", "unit.name", "invoice_type", "status",
+                    "signed_amount_fen", "buyer_name", "buyer_tax_id", "created_at",
+                    "issued_at", "pdf_key", "carrier", "tracking_no", "reversal_of.number"]
     show_columns = ["unit.name"] + DETAIL_COLUMNS
-    search_columns = ["status", "kind", "number", "buyer_name", "buyer_tax_id", "buyer_locked",
-                      "tracking_no", "created_at", "issued_at"]
-    order_columns = ["number", "kind", "status", "amount_fen", "buyer_name", "created_at",
-                     "issued_at"]
-    base_permissions = ["can_list", "can_show", "can_download", "can_issue", "can_mail"]
+    # The export writes the rows of the same filters (app.exports.INVOICES).
+    search_columns = INVOICES.search_columns
+    order_columns = ["number", "status", "buyer_name", "created_at", "issued_at"]
+    base_permissions = ["can_list", "can_show", "can_download", "can_issue", "can_mail",
+                        "can_export"]
     label_columns = INVOICE_LABELS
-    formatters_columns = {"pdf_key": pdf_link("FinanceInvoiceView")}
-    reason_actions = ("reject_invoices",)
+    formatters_columns = {"pdf_key": pdf_link("FinanceInvoiceView"),
+                          "signed_amount_fen": signed_money, "invoice_type": invoice_type}
+    export_operation = "export_invoices"
+    # Finance reads this dialog; the unit reads the reason.
+    reason_actions = {"reject_invoices": (
+        _l("Reason for rejecting the request (the unit will see it):"),
+        _l("Enter the reason for rejecting the invoice request; the unit will see it."))}
 
     def _summary(self, invoice: m.Invoice) -> list[tuple[Any, Any]]:
         return [(self.label_columns[c], getattr(invoice, c) or "") for c in (

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import redirect, request, url_for
+from flask import flash, redirect, request, session, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_babel import gettext as _
@@ -12,8 +12,8 @@ from app import models as m
 from app.extensions import db
 from app.scoping.actor import WRITE, current_actor
 from app.scoping.interface import ScopedInterface
-from app.scoping.rules import scoped
-from app.views.base import ScopedModelView, attempt
+from app.scoping.rules import row_id, scoped
+from app.views.base import ScopedModelView, attempt, flash_batch_result
 from app.workflow import refunds
 
 
@@ -50,6 +50,8 @@ class UnitRefundView(ScopedModelView):
     def _list(self, **kwargs):
         widgets = super()._list(**kwargs)
         widgets["refundable"] = refundable_rows()
+        # What the unit chose in a request that was refused, to choose again from.
+        widgets["refund_form"] = session.pop("refund_form", None) or {}
         return widgets
 
     @expose("/request", methods=["POST"])
@@ -57,12 +59,23 @@ class UnitRefundView(ScopedModelView):
     @permission_name("request")
     def request_refund(self):
         form = request.form
-        ids = [int(i) for i in form.getlist("person") if i.isdigit()]
+        ids = [i for i in (row_id(m.PersonRegistration, v) for v in form.getlist("person"))
+               if i is not None]
         route = form.get("route", m.RefundRoute.original.value)
         if route not in m.RefundRoute.__members__:
             route = m.RefundRoute.original.value
-        attempt(lambda: refunds.request_refund(
-            current_actor(), ids, m.RefundRoute(route), form.get("account_name"),
-            form.get("account_bank"), form.get("account_no")),
-            _("Your refund request was sent to finance."))
+        outcome = []
+        if attempt(lambda: outcome.append(refunds.request_refunds(
+                current_actor(), ids, m.RefundRoute(route), form.get("account_name"),
+                form.get("account_bank"), form.get("account_no")))):
+            # The persons refunded, and each refused one with its order and reason.
+            flash_batch_result(outcome[0])
+            if outcome[0].done:
+                flash(_("Your refund request was sent to finance."), "success")
+        if not outcome or outcome[0].refused:
+            # Nothing the unit chose is lost: the list shows the refused choice again.
+            session["refund_form"] = {
+                "person": ids[:500], "route": route,
+                **{k: (form.get(k) or "")[:200] for k in ("account_name", "account_bank",
+                                                         "account_no")}}
         return redirect(url_for("UnitRefundView.list"))

@@ -53,6 +53,8 @@ INVOICE_MOVES = table({
     "issue": Move(from_={IS.requested}, to=IS.issued),
     "mail": Move(from_={IS.issued}, to=IS.mailed),
     "reject": Move(from_={IS.requested}, to=IS.rejected),
+    # The unit takes back a request finance has not issued yet (issue 12), then may ask again.
+    "withdraw": Move(from_={IS.requested}, to=IS.withdrawn),
     "request_void": Move(from_={IS.issued, IS.mailed}, to=IS.void_requested),
     # An e-invoice is voided by its red-letter reversal, a paper one when finance has it back.
     "reverse": Move(from_={IS.void_requested}, to=IS.voided),
@@ -64,6 +66,9 @@ LOCKED_CHANNELS = (Ch.b2b, Ch.transfer)
 OPEN_REFUND_STATUSES = (m.RefundStatus.requested, m.RefundStatus.approved,
                         m.RefundStatus.sent, m.RefundStatus.failed)
 PAPER_NUMBER = re.compile(r"^\d{8,20}$")
+# The e-invoice number's province (the seller's tax bureau: Shanghai) and issuing channel.
+E_INVOICE_PROVINCE = "31"
+E_INVOICE_CHANNEL = "2"
 
 
 @dataclass
@@ -268,9 +273,11 @@ def request_invoice(actor: Actor, order_id: int, kind: m.InvoiceKind | str,
 # --------------------------------------------------------------------------------------------
 
 def _next_numbers(count: int) -> list[str]:
-    """Invoice numbers of the system's e-invoice series (year + 8 digits)."""
-    year = now().year
-    return [f"{year}{n:08d}" for n in reserve("invoice", count)]
+    """Numbers in the shape of a fully digitalised e-invoice (全电发票, 20 digits): the year's
+    last two digits, the issuing tax bureau's 2-digit province code (the seller's, Shanghai 31),
+    the issuing channel (1 digit), then a 15-digit sequence."""
+    prefix = f"{now().year % 100:02d}{E_INVOICE_PROVINCE}{E_INVOICE_CHANNEL}"
+    return [f"{prefix}{n:015d}" for n in reserve("invoice", count)]
 
 
 def schedule_pdfs(invoice_ids: Iterable[int]) -> None:
@@ -411,7 +418,8 @@ def reject_requests(actor: Actor, invoice_ids: Iterable[int] | sa.Select,
     _require_finance(actor)
     reason = (reason or "").strip()
     if not reason:
-        raise WorkflowError(_l("Give a reason; the unit will see it."), 400)
+        raise WorkflowError(_l("Enter the reason for rejecting the invoice request; the unit "
+                               "will see it."), 400)
     result = move(actor, Inv, invoice_ids, INVOICE_MOVES["reject"], label=_label(),
                   reason=reason,
                   values={"reject_reason": reason}, commit=False)
@@ -433,7 +441,9 @@ def request_void(actor: Actor, invoice_ids: Iterable[int] | sa.Select,
     finance to confirm it came back."""
     if actor.unit_id is None:
         raise WorkflowError(_l("Only a unit account can do this."), 403)
-    reason = (reason or "").strip() or None
+    reason = (reason or "").strip()
+    if not reason:
+        raise WorkflowError(_l("Enter the reason for voiding the invoice."), 400)
     result = move(actor, Inv, invoice_ids, INVOICE_MOVES["request_void"],
                   label=_label(), reason=reason, commit=False,
                   checks=[(Inv.reversal_of_id.is_(None),
@@ -443,6 +453,23 @@ def request_void(actor: Actor, invoice_ids: Iterable[int] | sa.Select,
     reversal_ids = _reverse(electronic, reason) if electronic else []
     db.session.commit()
     schedule_pdfs(reversal_ids)
+    return result
+
+
+def withdraw_requests(actor: Actor, invoice_ids: Iterable[int] | sa.Select) -> BatchResult:
+    """The unit takes back its invoice requests that are not issued yet (e.g. a paper invoice
+    finance has not printed): they are withdrawn, and the order may be invoiced again."""
+    if actor.unit_id is None:
+        raise WorkflowError(_l("Only a unit account can do this."), 403)
+    result = move(actor, Inv, invoice_ids, INVOICE_MOVES["withdraw"], label=_label(),
+                  commit=False)
+    issued = set(db.session.scalars(sa.select(Inv.id).where(
+        Inv.id.in_([r.record_id for r in result.refused]),
+        Inv.status.in_(INVOICE_MOVES["request_void"].from_)))) if result.refused else set()
+    for refusal in result.refused:
+        if refusal.record_id in issued:
+            refusal.reason = _l("it is already issued; ask to void it instead")
+    db.session.commit()
     return result
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
@@ -43,61 +44,84 @@ ONLINE = (m.PaymentChannel.alipay, m.PaymentChannel.wechat, m.PaymentChannel.uni
           m.PaymentChannel.b2b)
 
 
-def active_invoice_orders(order_ids: Iterable[int]) -> set[int]:
-    """Orders an active invoice still covers (requested, issued, mailed or voiding)."""
-    invoice = m.Invoice
-    return set(db.session.scalars(sa.select(invoice.order_id).where(
-        invoice.order_id.in_(list(order_ids)), invoice.reversal_of_id.is_(None),
-        invoice.status.in_(m.ACTIVE_INVOICE_STATUSES))))
+@dataclass
+class RefundBatch(BatchResult):
+    """What a refund request did: `done` holds the persons whose refund was asked for (one
+    refund per payment, in `refunds`); each refused person is named with its order and why."""
+
+    refunds: list[m.Refund] = field(default_factory=list)
 
 
-def request_refund(actor: Actor, registration_ids: Iterable[int], route: m.RefundRoute,
-                   account_name: str | None = None, account_bank: str | None = None,
-                   account_no: str | None = None) -> list[m.Refund]:
+def request_refunds(actor: Actor, registration_ids: Iterable[int], route: m.RefundRoute,
+                    account_name: str | None = None, account_bank: str | None = None,
+                    account_no: str | None = None, whole: bool = False) -> RefundBatch:
     """The unit asks to be refunded for rejected or cancelled persons it paid for: one refund
-    per payment. Refused while an invoice covers the order ("void the invoice first")."""
+    per payment. What can be refunded is; each other person is refused with its reason (not
+    paid for, not rejected or cancelled, already being refunded, an invoice still covers its
+    order: "void the invoice first", another account for a payment that was no transfer).
+    `whole`: nothing is asked for when anyone is refused."""
     if actor.unit_id is None:
         raise WorkflowError(_l("Only a unit account can do this."), 403)
     route = m.RefundRoute(route)
     ids = sorted({int(i) for i in registration_ids})
     if not ids:
         raise WorkflowError(_l("Choose the persons to refund."), 400)
-    rows = db.session.execute(scoped(
-        sa.select(PR.id, PR.status, person_label().label("label"), OI.id.label("item"),
-                  OI.amount_fen, m.Payment.id.label("payment"), m.Payment.channel,
-                  m.Order.id.label("order"))
+    other = route is m.RefundRoute.other_account
+    if other and not all((x or "").strip() for x in (account_name, account_bank, account_no)):
+        raise WorkflowError(_l("Enter the account holder, bank and account number."), 400)
+    mine = db.session.execute(scoped(
+        sa.select(PR.id, person_label().label("label")).where(PR.id.in_(ids)),
+        PR, actor, WRITE)).all()
+    if {row.id for row in mine} != set(ids):
+        raise WorkflowError(_l("No such person."), 404)
+    names = {row.id: row.label for row in mine}
+    # One read for the batch: each person's paid item, its payment and whether it can go.
+    being_refunded = sa.exists().where(m.RefundItem.order_item_id == OI.id,
+                                       m.RefundItem.active.is_(True))
+    invoiced = sa.exists().where(
+        m.Invoice.order_id == m.Order.id, m.Invoice.reversal_of_id.is_(None),
+        m.Invoice.status.in_(m.ACTIVE_INVOICE_STATUSES))
+    rows = {row.id: row for row in db.session.execute(
+        sa.select(PR.id, PR.status, OI.id.label("item"), OI.amount_fen,
+                  m.Payment.id.label("payment"), m.Payment.channel,
+                  m.Order.number.label("order"), being_refunded.label("being_refunded"),
+                  invoiced.label("invoiced"))
         .join(OI, sa.and_(OI.person_registration_id == PR.id, OI.active.is_(True)))
         .join(m.Order, sa.and_(m.Order.id == OI.order_id, m.Order.status == m.OrderStatus.paid))
         .join(m.Payment, sa.and_(m.Payment.order_id == m.Order.id,
                                  m.Payment.status == m.PaymentStatus.confirmed))
-        .where(PR.id.in_(ids)), PR, actor, WRITE)).all()
-    found = {row.id for row in rows}
-    if found != set(ids):
-        mine = set(db.session.scalars(scoped(sa.select(PR.id).where(PR.id.in_(ids)), PR,
-                                             actor, WRITE)))
-        if mine != set(ids):
-            raise WorkflowError(_l("No such person."), 404)
-        raise WorkflowError(_l("Only persons your unit paid for can be refunded."), 409)
-    wrong = [row.label for row in rows if row.status not in REFUNDABLE]
-    if wrong:
-        raise WorkflowError(_l("Only persons rejected in review or cancelled can be refunded: "
-                               "%(names)s.", names="、".join(wrong)), 409)
-    invoiced = active_invoice_orders({row.order for row in rows})
-    if invoiced:
-        raise WorkflowError(_l("An invoice covers this order: void the invoice first, then ask "
-                               "for the refund."), 409)
-    if route is m.RefundRoute.other_account:
-        if any(row.channel is not m.PaymentChannel.transfer for row in rows):
-            raise WorkflowError(_l("Only a bank transfer can be refunded to another account."),
-                                400)
-        if not all((x or "").strip() for x in (account_name, account_bank, account_no)):
-            raise WorkflowError(_l("Enter the account holder, bank and account number."), 400)
+        .where(PR.id.in_(ids))).all()}
+    result = RefundBatch()
+    accepted = []
+    for person_id in ids:
+        row = rows.get(person_id)
+        reason = None
+        if row is None:
+            reason = _l("your unit has not paid for this person")
+        elif row.status not in REFUNDABLE:
+            reason = _l("only persons rejected in review or cancelled can be refunded (status: "
+                        "%(status)s)", status=row.status.label)
+        elif row.being_refunded:
+            reason = _l("already being refunded")
+        elif row.invoiced:
+            reason = _l("an invoice covers order %(order)s: void the invoice first, then ask "
+                        "for the refund", order=row.order)
+        elif other and row.channel is not m.PaymentChannel.transfer:
+            reason = _l("paid by %(channel)s: only a bank transfer can be refunded to another "
+                        "account", channel=row.channel.label)
+        if reason is None:
+            accepted.append(row)
+            continue
+        label = _l("%(name)s (order %(order)s)", name=names[person_id], order=row.order) \
+            if row is not None else names[person_id]
+        result.refuse(person_id, label, reason)
+    if not accepted or (whole and result.refused):
+        return result
     by_payment: dict[int, list] = defaultdict(list)
-    for row in rows:
+    for row in accepted:
         by_payment[row.payment].append(row)
     numbers = iter(reserve("refund", len(by_payment)))
     year = current_edition().start_date.year
-    refunds = []
     try:
         for payment_id, items in sorted(by_payment.items()):
             amount = sum(item.amount_fen for item in items)
@@ -118,12 +142,26 @@ def request_refund(actor: Actor, registration_ids: Iterable[int], route: m.Refun
                  "amount_fen": item.amount_fen, "active": True} for item in items])
             record(actor, "refund", refund.id, "request", to_state=RS.requested,
                    detail={"persons": [item.id for item in items], "amount_fen": amount})
-            refunds.append(refund)
+            result.refunds.append(refund)
+            result.done.extend(item.id for item in items)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         raise WorkflowError(_l("These persons are already being refunded."), 409) from None
-    return refunds
+    return result
+
+
+def request_refund(actor: Actor, registration_ids: Iterable[int], route: m.RefundRoute,
+                   account_name: str | None = None, account_bank: str | None = None,
+                   account_no: str | None = None) -> list[m.Refund]:
+    """All or nothing (the API, a single person): the first refusal is the error."""
+    result = request_refunds(actor, registration_ids, route, account_name, account_bank,
+                             account_no, whole=True)
+    if result.refused:
+        first = result.refused[0]
+        raise WorkflowError(_l("%(person)s: %(reason)s", person=first.label,
+                               reason=first.reason), 409)
+    return result.refunds
 
 
 def _release(refund_ids: list[int]) -> None:
@@ -146,7 +184,8 @@ def reject_refunds(actor: Actor, ids: Iterable[int] | sa.Select,
                    reason: str | None) -> BatchResult:
     reason = (reason or "").strip()
     if not reason:
-        raise WorkflowError(_l("Give a reason; the unit will see it."), 400)
+        raise WorkflowError(_l("Enter the reason for rejecting the refund; the unit will see "
+                               "it."), 400)
     result = move(actor, m.Refund, ids, REFUND_MOVES["reject"], label=m.Refund.number,
                   reason=reason,
                   values={"reason": reason}, commit=False)
