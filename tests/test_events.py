@@ -4,6 +4,7 @@ concurrent requests; refusals name the reason and change nothing; each side sees
 from __future__ import annotations
 
 import html
+import re
 import threading
 from datetime import datetime, timedelta
 
@@ -347,6 +348,12 @@ def test_over_capacity_is_refused_whole(login, world):
     page = flashed(client, apply(client, event.id, [wang, li, zhang]))
     assert "Only 2 seat(s) left, but 3 person(s) were chosen. Nothing was applied for." in page
     assert applications(event.id) == [] and seats_taken(event.id) == 0
+    # The refused page keeps the persons the unit ticked (issue 12: nothing chosen is lost).
+    refused = apply(client, event.id, [wang, li, zhang])
+    assert refused.status_code == 200
+    ticked = re.findall(r'<input type="checkbox" name="persons" value="(\d+)"[^>]*checked',
+                        refused.get_data(as_text=True))
+    assert sorted(map(int, ticked)) == sorted([wang, li, zhang])
     assert apply(client, event.id, [wang, li]).status_code == 302
     assert seats_taken(event.id) == 2
     page = flashed(client, apply(client, event.id, [zhang]))

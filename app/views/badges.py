@@ -21,7 +21,7 @@ from app.extensions import db
 from app.labels import fmt_entry_days
 from app.scoping.actor import current_actor
 from app.scoping.interface import ScopedInterface, Selection
-from app.scoping.rules import get_scoped
+from app.scoping.rules import get_scoped, row_id
 from app.tasks import start_task
 from app.views.base import ScopedModelView, attempt, batch_action, flash_batch_result
 from app.views.unit import current_edition_id
@@ -195,16 +195,17 @@ class ParcelView(ScopedModelView):
     @permission_name("pack")
     def pack(self):
         """Pack every produced, unpacked badge of one unit to the chosen address."""
-        unit_id, address_id = request.form.get("unit", ""), request.form.get("address", "")
-        if not unit_id.isdigit() or not address_id.isdigit():
+        unit_id = row_id(m.Unit, request.form.get("unit"))
+        address_id = row_id(m.Address, request.form.get("address"))
+        if unit_id is None or address_id is None:
             abort(400)
         B = m.Badge
         badges = sa.select(B.id).join(m.Person, m.Person.id == B.person_id).where(
-            m.Person.unit_id == int(unit_id), B.edition_id == current_edition().id,
+            m.Person.unit_id == unit_id, B.edition_id == current_edition().id,
             B.status == m.BadgeStatus.produced, B.active.is_(True), B.shipment_id.is_(None))
         outcome: list[delivery.Packing] = []
         if attempt(lambda: outcome.append(delivery.pack_badges(current_actor(), badges,
-                                                               int(address_id)))):
+                                                               address_id))):
             flash_batch_result(outcome[0])
         return redirect(url_for("ParcelView.list"))
 

@@ -14,6 +14,7 @@ from wtforms.validators import DataRequired, EqualTo, Length, Optional
 from app import models as m
 from app.extensions import db
 from app.i18n import pick
+from app.scoping.rules import row_id
 from app.views.base import attempt
 from app.workflow import claims
 from app.workflow import registration as reg
@@ -44,7 +45,7 @@ class NewUnitForm(DynamicForm):
 
 
 def _int_or_none(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+    return row_id(m.Delegation, value) if value else None
 
 
 class RegistrationView(BaseView):

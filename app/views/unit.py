@@ -400,6 +400,7 @@ class UnitEventView(ScopedModelView):
     def apply(self, pk: int):
         """Pick persons of the unit and apply for them; refusals re-show the page."""
         actor = current_actor()
+        ids: list[int] = []
         if request.method == "POST":
             try:
                 ids = [int(i) for i in request.form.getlist("persons")]
@@ -418,7 +419,9 @@ class UnitEventView(ScopedModelView):
         return self.render_template("ciie/event_apply.html", title=_("Apply for persons"),
                                     event=event,
                                     candidates=events.applicable_persons(actor, event),
-                                    refusal=events.event_refusal(event))
+                                    refusal=events.event_refusal(event),
+                                    # A refused application re-shows the persons ticked.
+                                    chosen=set(ids))
 
 
 class UnitApplicationView(ScopedModelView):
