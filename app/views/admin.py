@@ -68,8 +68,8 @@ class DelegationView(ScopedModelView):
     pre_update = pre_add
 
 
-# FAB requires input for a NOT NULL column, and an unticked checkbox sends none: without
-# this field an area or zone could never be deactivated.
+# A new area or zone is offered at once: "active" starts ticked (views.base makes every
+# yes/no field untickable).
 _ACTIVE_FIELD = {"active": BooleanField(_l("Active"), default=True)}
 
 

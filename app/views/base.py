@@ -34,8 +34,9 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 from sqlalchemy.exc import IntegrityError
-from wtforms import DateTimeField
+from wtforms import BooleanField, DateTimeField
 from wtforms.fields.core import UnboundField
+from wtforms.validators import DataRequired, InputRequired
 from wtforms.widgets import html_params
 
 from app import models as m
@@ -112,6 +113,22 @@ def localise_datetime_fields(form: type | None, model: type) -> None:
                              **{**unbound.kwargs, "widget": ShanghaiDateTimePickerWidget()})
         local.creation_counter = unbound.creation_counter
         setattr(form, name, local)
+
+
+def untick_yes_no_fields(form: type | None) -> None:
+    """A yes/no field may be unticked: an unticked checkbox sends nothing, and FAB makes the
+    field of a NOT NULL boolean column required (so "active" could never be switched off).
+    Unticked means no; the column stays NOT NULL."""
+    for name, unbound in list(vars(form).items()) if form is not None else ():
+        if not isinstance(unbound, UnboundField) or not issubclass(unbound.field_class,
+                                                                    BooleanField):
+            continue
+        checks = [v for v in unbound.kwargs.get("validators") or []
+                  if not isinstance(v, (DataRequired, InputRequired))]
+        plain = UnboundField(unbound.field_class, *unbound.args,
+                             **{**unbound.kwargs, "validators": checks})
+        plain.creation_counter = unbound.creation_counter
+        setattr(form, name, plain)
 
 
 def batch_action(name: str, text: Any, confirmation: Any = None, icon: str | None = None,
@@ -230,6 +247,8 @@ class ScopedModelView(ModelView):
         # Every view that edits timestamps takes and shows them in Beijing time.
         localise_datetime_fields(self.add_form, self.datamodel.obj)
         localise_datetime_fields(self.edit_form, self.datamodel.obj)
+        untick_yes_no_fields(self.add_form)
+        untick_yes_no_fields(self.edit_form)
 
     def _init_titles(self) -> None:
         if self.title is not None:
@@ -349,7 +368,10 @@ class ScopedModelView(ModelView):
             exclude_cols = self._filters.get_relation_cols()
             form = self.edit_form.refresh(request.form)
             self._fill_form_exclude_cols(exclude_cols, form)
-            form._id = pk
+            # The record's own key, typed as the column (the URL's is a string): FAB's Unique
+            # validator compares it, and with "7" != 7 every edit of a record with a unique
+            # column (a delegation's or referral code's code) was refused as "already exists".
+            form._id = self.datamodel.get_pk_value(item)
             if form.validate():
                 self.process_form(form, False)
                 form.populate_obj(item)
