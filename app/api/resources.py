@@ -82,6 +82,14 @@ class ScopedModelRestApi(ModelRestApi):
                 if name in properties:
                     properties[name] = {"type": "array", "items": {"type": "object"}}
 
+    def _get_field_info(self, field: Field, filter_rel_field: dict[str, Any],
+                        page: int | None = None, page_size: int | None = None) -> dict[str, Any]:
+        info = super()._get_field_info(field, filter_rel_field, page, page_size)
+        # FAB translates a missing description as gettext(""): the catalogue's header.
+        description = self.description_columns.get(field.name)
+        info["description"] = str(description) if description else ""
+        return info
+
     def get_list_headless(self, **kwargs: Any) -> Any:
         page = kwargs.get("rison", {}).get(API_PAGE_INDEX_RIS_KEY, 0)
         if not 0 <= page <= MAX_PAGE:
