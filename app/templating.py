@@ -1,6 +1,8 @@
 """Globals for templates: the demo clock, translated strings for the batch-action script."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 from flask_babel import gettext as _
 
@@ -24,8 +26,24 @@ def js_messages() -> dict[str, str]:
     }
 
 
+def _cjk(text: str) -> bool:
+    return any("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in text)
+
+
+def greeting_name(user: Any) -> str:
+    """Whom the home page greets: the organisation an account acts for (a unit, a delegation,
+    an organiser), else the person's name, written without a space between Chinese parts."""
+    for organisation in (user.unit, user.delegation, user.organiser):
+        if organisation is not None:
+            return organisation.name
+    first, last = (user.first_name or "").strip(), (user.last_name or "").strip()
+    joiner = "" if _cjk(first) or _cjk(last) else " "
+    return joiner.join(part for part in (first, last) if part)
+
+
 def register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals.update(
+        ciie_greeting_name=greeting_name,
         ciie_clock_shifted=clock.is_shifted,
         ciie_now_local=lambda: fmt_datetime(clock.now()),
         ciie_js_messages=js_messages,

@@ -47,3 +47,16 @@ def test_finance_home_shows_orders(login, world):
 def test_anonymous_visitor_goes_to_login(app):
     response = app.test_client().get("/")
     assert response.status_code == 302 and "/login/" in response.headers["Location"]
+
+
+def test_the_greeting_names_the_organisation_or_the_person(login, world):
+    """"欢迎，浦东医疗 单位" read badly (issue 13): a unit, delegation or organiser account is
+    greeted by its organisation's name; a person's Chinese name has no space inside."""
+    unit = world.unit("浦东")
+    assert f"欢迎，{unit.name}" in text_of(login(UNIT_A).get("/"))
+    assert "欢迎，上海交易团" in text_of(login("sh-delegation").get("/"))
+    finance = text_of(login("finance").get("/"))
+    assert "欢迎，财务专员" in finance and "财务 专员" not in finance
+    english = login("sh-delegation")
+    english.set_language("en")
+    assert "Welcome, Shanghai Delegation" in text_of(english.get("/"))

@@ -286,6 +286,8 @@ def test_daily_reconciliation_matches_the_records(login, world, paid_and_cancell
     finance = login("finance")
     page = text_of(finance.get("/finance/reconciliation/?since=2022-09-10&until=2022-09-20"))
     assert "¥400.00" in page
+    # The date range is labelled as dates, not as the audit's 原状态/新状态 (issue 13).
+    assert "开始日期" in page and "结束日期" in page and "原状态" not in page
     response = finance.get("/finance/reconciliation/export?since=2022-09-10&until=2022-09-20")
     sheet = load_workbook(io.BytesIO(response.data)).active
     rows = list(sheet.iter_rows(values_only=True))
