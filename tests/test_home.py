@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
+import sqlalchemy as sa
+
+from app import models as m
+from app.clock import SHANGHAI
+from app.extensions import db
 from tests.conftest import UNIT_A, text_of
 
 
@@ -60,3 +66,19 @@ def test_the_greeting_names_the_organisation_or_the_person(login, world):
     english = login("sh-delegation")
     english.set_language("en")
     assert "Welcome, Shanghai Delegation" in text_of(english.get("/"))
+
+
+def test_home_shows_the_deadline_with_the_delegations_extension(login, world):
+    """An extension moves the deadline the delegation, its sub-delegations and its units work
+    to; the home page said the edition's date to all (issue 13)."""
+    edition = db.session.scalars(sa.select(m.Edition).where(m.Edition.is_current)).one()
+    standard = edition.delegation_deadline.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    shanghai = db.session.scalars(sa.select(m.Delegation).where(m.Delegation.code == "SH")).one()
+    db.session.add(m.DelegationExtension(
+        edition_id=edition.id, delegation_id=shanghai.id, reason="展期",
+        until=datetime(2022, 10, 8, 23, 59, tzinfo=SHANGHAI)))
+    db.session.commit()
+    for username in ("sh-delegation", "sh-pudong", UNIT_A):
+        page = text_of(login(username).get("/"))
+        assert "2022-10-08 23:59" in page and standard not in page, username
+    assert standard in text_of(login("zj-delegation").get("/"))

@@ -27,9 +27,10 @@ from app.scoping.actor import (
     current_actor,
 )
 from app.scoping.rules import scoped
-from app.workflow.editions import current_edition
+from app.workflow.editions import current_edition, delegation_deadline
 from app.workflow.errors import WorkflowError
 from app.workflow.progress import progress
+from app.workflow.units import own_delegation_id
 
 
 @dataclass
@@ -160,11 +161,15 @@ class HomeView(IndexView):
         actor = current_actor()
         if actor.user_id is None:
             return redirect(url_for(self.appbuilder.sm.auth_view.__class__.__name__ + ".login"))
+        deadline = None
         try:
             edition = current_edition()
             panels = panels_for(actor)
+            # The deadline this account works to: its delegation's, extension included.
+            deadline = delegation_deadline(edition, own_delegation_id(actor))
         except WorkflowError as exc:
             edition, panels = None, [Panel(exc.message)]
         self.update_redirect()
         return self.render_template(self.index_template, appbuilder=self.appbuilder,
-                                    edition=edition, panels=panels, actor=actor)
+                                    edition=edition, panels=panels, actor=actor,
+                                    deadline=deadline)

@@ -41,9 +41,20 @@ def require_review_window(actor: Actor) -> m.Edition:
     """Delegation users act only until their (possibly extended) deadline."""
     edition = current_edition()
     if actor.is_delegation:
-        require_delegation_window(edition, (actor.top_delegation_ids
-                                            or _parent_of(actor.sub_delegation_ids))[0])
+        require_delegation_window(edition, own_delegation_id(actor))
     return edition
+
+
+def own_delegation_id(actor: Actor) -> int | None:
+    """The trading delegation whose deadline an actor works to: a delegation user's own (a
+    sub-delegation's parent), a unit's the one it registered with this edition."""
+    if actor.is_delegation:
+        return (actor.top_delegation_ids or _parent_of(actor.sub_delegation_ids))[0]
+    if actor.unit_id is not None:
+        return db.session.scalar(sa.select(m.UnitRegistration.delegation_id).where(
+            m.UnitRegistration.edition_id == current_edition().id,
+            m.UnitRegistration.unit_id == actor.unit_id))
+    return None
 
 
 def _parent_of(sub_ids: tuple[int, ...]) -> tuple[int, ...]:
