@@ -159,6 +159,21 @@ def test_admin_grants_an_audited_extension_in_beijing_time(login, world):
     audit = db.session.scalars(sa.select(m.AuditEvent).where(
         m.AuditEvent.record_type == "delegation_extension")).one()
     assert audit.actor_name == "admin" and audit.action == "create"
+    # A second extension for Shanghai is refused naming it and what to do (it said "与已有记录
+    # 冲突"); the admin changes the existing one instead (issue 13).
+    second = admin.post("/admin/extensions/add", data={
+        "edition": str(xuhui.edition_id), "delegation": str(shanghai.id),
+        "until": "2022-10-10 23:59:59", "reason": "再次延期"})
+    assert second.status_code == 400
+    assert "上海交易团" in text_of(second) and "2022-10-08 23:59" in text_of(second)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(m.DelegationExtension)) == 1
+    changed = admin.post(f"/admin/extensions/edit/{extension.id}", data={
+        "edition": str(xuhui.edition_id), "delegation": str(shanghai.id),
+        "until": "2022-10-10 23:59:59", "reason": "再次延期"})
+    assert changed.status_code == 302, text_of(changed)
+    db.session.expire_all()
+    assert db.session.get(m.DelegationExtension, extension.id).until == datetime.fromisoformat(
+        "2022-10-10T23:59:59+08:00")
     login("sh-delegation").action("/delegation/units", "approve_units", [xuhui.id])
     db.session.expire_all()
     assert xuhui.status is US.approved

@@ -9,6 +9,7 @@ from wtforms.validators import DataRequired
 
 from app import models as m
 from app.extensions import db
+from app.formatting import fmt_datetime
 from app.labels import MASKED, fmt_zones
 from app.scoping.actor import current_actor
 from app.scoping.interface import ScopedInterface
@@ -177,6 +178,16 @@ class DelegationExtensionView(ScopedModelView):
     def pre_add(self, item: m.DelegationExtension) -> None:
         if not (item.reason or "").strip():
             raise WorkflowError(_l("Give a reason for the extension."), 400)
+        if item.edition is not None and item.delegation is not None:
+            E = m.DelegationExtension
+            existing = db.session.scalars(sa.select(E).where(
+                E.edition_id == item.edition.id, E.delegation_id == item.delegation.id,
+                E.id != (item.id or 0))).first()
+            if existing is not None:
+                raise WorkflowError(_l(
+                    "%(delegation)s already has an extension until %(until)s (Beijing time): "
+                    "change that one in the list instead.", delegation=item.delegation.name,
+                    until=fmt_datetime(existing.until)), 400)
         item.granted_by_id = current_actor().user_id
 
     pre_update = pre_add

@@ -15,7 +15,9 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     jsonify,
+    make_response,
     redirect,
     request,
     send_from_directory,
@@ -287,11 +289,25 @@ class ScopedModelView(ModelView):
 
     # ---- reads and writes of one record -------------------------------------------------
 
+    @staticmethod
+    def _with_refusal_status(response: Any) -> Any:
+        """A refused add or edit shows the form again with the reason, answered with the
+        refusal's 4xx (an invalid field 400, a workflow refusal its own, a conflict 409)."""
+        status = g.pop("ciie_form_refused", None)
+        if status is None or not isinstance(response, str):
+            return response
+        return make_response(response, status)
+
+    @expose("/add", methods=["GET", "POST"])
+    @has_access
+    def add(self):
+        return self._with_refusal_status(super().add())
+
     @expose("/edit/<pk>", methods=["GET", "POST"])
     @has_access
     def edit(self, pk):
         with write_scope():
-            return super().edit(pk)
+            return self._with_refusal_status(super().edit(pk))
 
     @expose("/delete/<pk>", methods=["GET", "POST"])
     @has_access
@@ -327,11 +343,13 @@ class ScopedModelView(ModelView):
         except WorkflowError as exc:
             db.session.rollback()
             flash(str(exc.message), "danger")
+            g.ciie_form_refused = exc.status_code if 400 <= exc.status_code < 500 else 409
             return False
         except IntegrityError:
             db.session.rollback()
             log.info("integrity error saving %s", self.record_type, exc_info=True)
             flash(_("This conflicts with an existing record; nothing was saved."), "danger")
+            g.ciie_form_refused = 409
             return False
         flash(_("Saved."), "success")
         return True
@@ -355,6 +373,7 @@ class ScopedModelView(ModelView):
                 is_valid_form = False
             else:
                 is_valid_form = False
+                g.ciie_form_refused = 400
         if is_valid_form:
             self.update_redirect()
         return self._get_add_widget(form=form, exclude_cols=exclude_cols)
@@ -378,6 +397,8 @@ class ScopedModelView(ModelView):
                 if self._save(item, created=False):
                     self.post_update(item)
                     return None
+            else:
+                g.ciie_form_refused = 400
             return self._get_edit_widget(form=form, exclude_cols=exclude_cols)
         return super()._edit(pk)
 
