@@ -149,7 +149,12 @@ def test_admin_grants_an_audited_extension_in_beijing_time(login, world):
     refused = admin.post("/admin/extensions/add", data={
         "edition": str(xuhui.edition_id), "delegation": str(shanghai.id),
         "until": "2022-10-08 23:59:59", "reason": " "})
-    assert "请填写延期原因" in text_of(refused)
+    assert refused.status_code == 400 and "请填写延期原因" in text_of(refused)
+    # A field the form itself refuses (no date) is a 400 too, the form shown again.
+    undated = admin.post("/admin/extensions/add", data={
+        "edition": str(xuhui.edition_id), "delegation": str(shanghai.id), "until": "",
+        "reason": "疫情延期"})
+    assert undated.status_code == 400 and 'name="until"' in undated.get_data(as_text=True)
     response = admin.post("/admin/extensions/add", data={
         "edition": str(xuhui.edition_id), "delegation": str(shanghai.id),
         "until": "2022-10-08 23:59:59", "reason": "疫情延期"})
