@@ -21,6 +21,7 @@ from app import storage
 from app.extensions import db
 from app.scoping.actor import actor_for_user
 from app.workflow import invoices, reconciliation
+from tests import test_money
 from tests.conftest import ROOT, UNIT_A, UNIT_B, text_of
 from tests.test_invoices import (
     all_invoices,
@@ -34,6 +35,8 @@ from tests.test_invoices import (
 )
 from tests.test_money import declare_transfer, order_persons, transfer
 
+# Unit A paid by transfer for 王伟 and 李娜, then cancelled both (the money tests' fixture).
+paid_and_cancelled = test_money.paid_and_cancelled
 IS = m.InvoiceStatus
 DATA = os.path.join(ROOT, "tests", "data")
 
@@ -247,18 +250,6 @@ def test_an_issued_invoice_cannot_be_withdrawn_and_the_unit_is_told_why(login, w
 
 
 # --------------------------------------------------------------------- batch refunds -------
-
-@pytest.fixture
-def paid_and_cancelled(login, world):
-    """Unit A paid by transfer for 王伟 and 李娜, then cancelled both."""
-    client = login(UNIT_A)
-    order = order_persons(client, world, "王伟", "李娜")
-    declare_transfer(client, order)
-    login("finance").action("/finance/transfers", "confirm_transfers", [transfer(order).id])
-    client.action("/unit/persons", "cancel_persons",
-                  [world.person("王伟").id, world.person("李娜").id])
-    return order
-
 
 @pytest.fixture
 def two_orders(login, world):
