@@ -23,6 +23,12 @@ def js_messages() -> dict[str, str]:
         "saved_at": _("Saved at %(time)s"),
         "save_failed": _("Not saved yet: the connection failed. Retrying."),
         "working": _("Working…"),
+        # The searching select boxes (select2) of every form.
+        "select_remove_all": _("Remove all items"),
+        "select_no_results": _("No results found"),
+        "select_searching": _("Searching…"),
+        "select_error_loading": _("The results could not be loaded."),
+        "select_loading_more": _("Loading more results…"),
     }
 
 

@@ -1,3 +1,18 @@
+// The searching select boxes (select2) speak the page's language: set before FAB's ab.js
+// builds them when the document is ready.
+(function() {
+    var t = window.CIIE_I18N || {};
+    if (window.jQuery && $.fn.select2 && $.fn.select2.defaults) {
+        $.fn.select2.defaults.set('language', {
+            removeAllItems: function() { return t.select_remove_all; },
+            noResults: function() { return t.select_no_results; },
+            searching: function() { return t.select_searching; },
+            errorLoading: function() { return t.select_error_loading; },
+            loadingMore: function() { return t.select_loading_more; }
+        });
+    }
+})();
+
 // Batch actions for CIIE lists: the ticked rows, or every row matching the filter, with a
 // confirmation that shows how many rows the action will touch.
 // reasonActions: {action: {prompt, required}}, the dialog asking for each action's reason.
