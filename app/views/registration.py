@@ -44,10 +44,6 @@ class NewUnitForm(DynamicForm):
     referral_code = StringField(_l("Referral code"), validators=[Optional(), Length(max=32)])
 
 
-def _int_or_none(value: str | None) -> int | None:
-    return row_id(m.Delegation, value) if value else None
-
-
 class RegistrationView(BaseView):
     """Open to everyone: the forms a unit fills before it has an account."""
 
@@ -66,7 +62,7 @@ class RegistrationView(BaseView):
         """Active delegations of a region (top level), or the sub-delegations of one."""
         D = m.Delegation
         stmt = sa.select(D).where(D.active.is_(True)).order_by(D.code)
-        parent = _int_or_none(request.args.get("parent"))
+        parent = row_id(m.Delegation, request.args.get("parent"))
         if parent is not None:
             stmt = stmt.where(D.parent_id == parent)
         else:
@@ -89,8 +85,8 @@ class RegistrationView(BaseView):
             data = reg.NewUnit(
                 region=m.Region(form.region.data), category=m.UnitCategory(form.category.data),
                 name=form.name.data, name_en=form.name_en.data, uscc=uscc,
-                delegation_id=_int_or_none(form.delegation.data),
-                sub_delegation_id=_int_or_none(form.sub_delegation.data),
+                delegation_id=row_id(m.Delegation, form.delegation.data),
+                sub_delegation_id=row_id(m.Delegation, form.sub_delegation.data),
                 password=form.password.data, mobile=form.mobile.data, email=form.email.data,
                 referral_code=form.referral_code.data)
             created = {}

@@ -611,7 +611,7 @@ def _carry_out(actor: Actor, plans: list[_Plan]) -> tuple[dict[int, tuple[str, s
     for plan in plans:
         if plan.order.status is not m.OrderStatus.pending:
             continue
-        payment = plan.payment or _open_transfer(plan.order)
+        payment = plan.payment or payment_flow.waiting_transfer(plan.order)
         if payment is None:
             payment = _transfer_from_line(actor, plan.order, plan.line)
         to_confirm[payment.id] = plan
@@ -664,12 +664,6 @@ def _unlinked_confirmed_transfer(order: m.Order,
         m.Payment.status == m.PaymentStatus.confirmed,
         m.Payment.amount_fen == line.amount_fen,
         ~sa.exists().where(L.payment_id == m.Payment.id))).first()
-
-
-def _open_transfer(order: m.Order) -> m.Payment | None:
-    return db.session.scalars(sa.select(m.Payment).where(
-        m.Payment.order_id == order.id, m.Payment.channel == m.PaymentChannel.transfer,
-        m.Payment.status == m.PaymentStatus.pending)).first()
 
 
 def _transfer_from_line(actor: Actor, order: m.Order, line: m.BankStatementLine) -> m.Payment:
