@@ -206,10 +206,10 @@ def test_the_app_reads_a_new_district_and_refuses_a_wrong_gender(login, world):
     headers = app_user(client)
     wrong = client.http.post("/api/v1/app/join", headers=headers, json=join_body(
         id_number="330114200107150022"))               # a woman's number, gender male
-    assert wrong.status_code == 400 and wrong.json["message"].startswith("性别")
+    assert wrong.status_code == 422 and wrong.json["message"].startswith("性别")
     future = client.http.post("/api/v1/app/join", headers=headers, json=join_body(
         id_number=make_ric("33011420300101001")))
-    assert future.status_code == 400 and "出生日期" in future.json["message"]
+    assert future.status_code == 422 and "出生日期" in future.json["message"]
     assert persons_named("李明") == []
     joined = client.http.post("/api/v1/app/join", headers=headers, json=join_body(
         id_number="３３０１１３１９９００１０１００１１"))
@@ -267,7 +267,7 @@ def test_a_join_is_accepted_only_once_the_app_sent_a_photo(login, world):
     bad = client.http.put("/api/v1/app/me/photo", headers=headers,
                           data={"photo": (io.BytesIO(b"%PDF-1.4"), "me.jpg")},
                           content_type="multipart/form-data")
-    assert bad.status_code == 400
+    assert bad.status_code == 422
     sent = client.http.put("/api/v1/app/me/photo", headers=headers,
                            data={"photo": (io.BytesIO(portrait()), "me.jpg")},
                            content_type="multipart/form-data")

@@ -1,29 +1,19 @@
 """The mobile app / mini-program API: sign up, join a unit with its number, own record."""
 from __future__ import annotations
 
-from typing import Any
-
 from flask import request
 from flask_appbuilder.api import BaseApi, expose, protect, safe
 from flask_babel import lazy_gettext as _l
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 from werkzeug.wrappers import Response
 
 from app import models as m
-from app.errors import status_message
-from app.extensions import db
+from app.api.common import FILLED, RESPONSES, TEXT, TranslatedRefusals
 from app.i18n import pick
 from app.scoping.actor import current_actor
 from app.workflow import app_persons
 from app.workflow.errors import WorkflowError
 from app.workflow.persons import PersonData
-
-# One printable character: no control characters (PostgreSQL refuses NUL) and no lone UTF-16
-# surrogates (they cannot be encoded), whatever a client sends as JSON escapes.
-_CHAR = r"[^\x00-\x1f\x7f\ud800-\udfff]"
-TEXT = validate.Regexp(rf"^{_CHAR}*$")
-# The same, with at least one character that is not a space.
-FILLED = validate.Regexp(rf"^{_CHAR}*[^\s\x00-\x1f\x7f\ud800-\udfff]{_CHAR}*$")
 
 FIELD_LABELS = {
     "username": _l("Login"),
@@ -44,9 +34,8 @@ FIELD_LABELS = {
 
 
 class InputSchema(Schema):
-    class Meta:
-        # Fields a newer app version sends that this server does not know are ignored.
-        unknown = EXCLUDE
+    """A body of exactly the documented fields: the document says no others
+    (additionalProperties: false), and an unknown one is refused naming it."""
 
 
 class SignupSchema(InputSchema):
@@ -84,6 +73,11 @@ class PersonDataSchema(InputSchema):
                               validate=validate.Length(min=1, max=31),
                               metadata={"description": "Exhibition days of the current edition "
                                         "(ISO dates)."})
+    # The app sends its one person form to join and to change: the unit number comes along.
+    unit_number = fields.String(load_default=None, allow_none=True,
+                                validate=[TEXT, validate.Length(max=16)],
+                                metadata={"description": "Ignored here: an account joins one "
+                                          "unit, with POST /api/v1/app/join."})
 
 
 class JoinSchema(PersonDataSchema):
@@ -112,12 +106,13 @@ class AppPersonSchema(Schema):
     edition = fields.Integer(required=True, metadata={"description": "The edition's number."})
 
 
-MESSAGE = {"application/json": {"schema": {
-    "type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"],
-}}}
+class BodyRefused(WorkflowError):
+    """A body that does not match the document (a missing field, a wrong type): a 400."""
+
+    status_code = 400
 
 
-class AppApi(BaseApi):
+class AppApi(TranslatedRefusals, BaseApi):
     """Shared by the app's resources: JSON bodies checked by a schema, and every refusal a
     `{"message": …}` in the request's language."""
 
@@ -125,42 +120,27 @@ class AppApi(BaseApi):
     resource_name = "app"
     openapi_spec_tag = "App"
     allow_browser_login = False
-    responses = {
-        **BaseApi.responses,
-        "409": {"description": "Conflicts with the current state", "content": MESSAGE},
-        "429": {"description": "Too many attempts", "content": MESSAGE},
-    }
+    responses = RESPONSES
 
-    def refuse(self, code: int, message: Any = None) -> Response:
-        db.session.rollback()
-        return self.response(code, message=str(message or status_message(code)))
-
-    def response_400(self, message: str | None = None) -> Response:
-        return self.refuse(400, message)
-
-    def response_401(self) -> Response:
-        return self.refuse(401)
-
-    def response_403(self) -> Response:
-        return self.refuse(403)
-
-    def response_404(self) -> Response:
-        return self.refuse(404)
-
-    def response_500(self, message: str | None = None) -> Response:
-        return self.refuse(500)
+    def refused(self, exc: WorkflowError) -> Response:
+        """A body of the documented form that a rule beyond the document refuses (a check
+        digit, an exhibition day, a password's strength) is a 422; one not of that form a
+        400."""
+        if exc.status_code == 400 and not isinstance(exc, BodyRefused):
+            return self.refuse(422, exc.message)
+        return self.refuse(exc.status_code, exc.message)
 
     def load(self, schema: Schema) -> dict:
-        """The JSON body checked by `schema`; raises WorkflowError (400) naming the field."""
+        """The JSON body checked by `schema`; raises BodyRefused naming the field."""
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            raise WorkflowError(_l("The request body must be a JSON object."), 400)
+            raise BodyRefused(_l("The request body must be a JSON object."))
         try:
             return schema.load(body)
         except ValidationError as exc:
             field = next(iter(exc.messages), "") if isinstance(exc.messages, dict) else ""
-            raise WorkflowError(_l("Check \"%(field)s\": it is missing or not valid.",
-                                   field=FIELD_LABELS.get(field, field)), 400) from None
+            raise BodyRefused(_l("Check \"%(field)s\": it is missing or not valid.",
+                                 field=FIELD_LABELS.get(field, field))) from None
 
 
 def person_data(values: dict) -> PersonData:
@@ -230,7 +210,7 @@ class AppSignupApi(AppApi):
             user = app_persons.sign_up(values["username"], values["password"],
                                        values["first_name"], values["last_name"])
         except WorkflowError as exc:
-            return self.refuse(exc.status_code, exc.message)
+            return self.refused(exc)
         return self.response(201, **SignupResultSchema().dump(
             {"id": user.id, "username": user.username}))
 
@@ -283,7 +263,7 @@ class AppPersonApi(AppApi):
             registration = app_persons.join_unit(current_actor(), values["unit_number"],
                                                  person_data(values))
         except WorkflowError as exc:
-            return self.refuse(exc.status_code, exc.message)
+            return self.refused(exc)
         return self.response(201, **person_json(registration))
 
     @expose("/me", methods=["GET"])
@@ -313,7 +293,7 @@ class AppPersonApi(AppApi):
         try:
             registration = app_persons.own_registration(current_actor())
         except WorkflowError as exc:
-            return self.refuse(exc.status_code, exc.message)
+            return self.refused(exc)
         return self.response(200, **person_json(registration))
 
     @expose("/me", methods=["PUT"])
@@ -356,7 +336,7 @@ class AppPersonApi(AppApi):
             values = self.load(PersonDataSchema())
             registration = app_persons.update_own(current_actor(), person_data(values))
         except WorkflowError as exc:
-            return self.refuse(exc.status_code, exc.message)
+            return self.refused(exc)
         return self.response(200, **person_json(registration))
 
     @expose("/me/photo", methods=["PUT"])
@@ -376,6 +356,7 @@ class AppPersonApi(AppApi):
               multipart/form-data:
                 schema:
                   type: object
+                  additionalProperties: false
                   properties:
                     photo:
                       type: string
@@ -401,8 +382,12 @@ class AppPersonApi(AppApi):
             500:
               $ref: '#/components/responses/500'
         """
+        unknown = (set(request.form) | set(request.files)) - {"photo"}
+        if unknown:
+            return self.refuse(400, _l("Check \"%(field)s\": it is missing or not valid.",
+                                       field=sorted(unknown)[0]))
         try:
             registration = app_persons.set_own_photo(current_actor(), request.files.get("photo"))
         except WorkflowError as exc:
-            return self.refuse(exc.status_code, exc.message)
+            return self.refused(exc)
         return self.response(200, **person_json(registration))

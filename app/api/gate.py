@@ -97,5 +97,5 @@ class GateApi(AppApi):
             values = self.load(ScanSchema())
             outcome = gate.scan(current_actor(), values["token"], values["gate"])
         except WorkflowError as exc:
-            return self.refuse(exc.status_code, exc.message)
+            return self.refused(exc)
         return self.response(200, **outcome.as_json())
