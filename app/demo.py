@@ -13,6 +13,7 @@ from stdnum.cn import ric, uscc
 from app import models as m
 from app.clock import SHANGHAI, end_of_day_shanghai, now
 from app.extensions import db
+from app.search_keys import person_keys
 from app.workflow.persons import id_key
 
 DEMO_PASSWORD = "Demo@2022"
@@ -220,9 +221,10 @@ def load_demo() -> list[tuple[str, str]]:
     registrations = []
     for i, (u, reg, name, gender, body, status, tag) in enumerate(people):
         number = make_ric(body)
+        mobile = f"+86139{i:08d}"
         person = m.Person(unit=u, name=name, gender=gender, id_type=m.IdType.mainland_id,
-                          id_number=number, nationality="CN",
-                          mobile=f"+86139{i:08d}", job_title="采购经理", **_demo_photo(i))
+                          id_number=number, nationality="CN", mobile=mobile,
+                          job_title="采购经理", **person_keys(number, mobile), **_demo_photo(i))
         pr = m.PersonRegistration(
             edition=fifth, person=person, unit_registration=reg,
             id_key=id_key(m.IdType.mainland_id, number), status=status, tag=tag,
@@ -231,7 +233,8 @@ def load_demo() -> list[tuple[str, str]]:
         db.session.add_all([person, pr])
         registrations.append(pr)
     overseas = m.Person(unit=unit_f, name="John Smith", gender=m.Gender.male,
-                        id_type=m.IdType.passport, id_number="E12345678", nationality="GB")
+                        id_type=m.IdType.passport, id_number="E12345678", nationality="GB",
+                        **person_keys("E12345678", None))
     db.session.add_all([overseas, m.PersonRegistration(
         edition=fifth, person=overseas, unit_registration=reg_f,
         id_key=id_key(m.IdType.passport, "E12345678"), status=PS.draft,
@@ -316,9 +319,11 @@ def _history(fourth: m.Edition, unit_a: m.Unit, reg_a: m.UnitRegistration,
               (unit_g, reg_g4, "孙丽", m.Gender.female, "31010419830303014", m.Tag.vip)]
     for i, (unit, reg, name, gender, body, tag) in enumerate(people, start=1):
         number = make_ric(body)
+        mobile = f"+86137{i:08d}"
         person = m.Person(unit=unit, name=name, gender=gender, id_type=m.IdType.mainland_id,
-                          id_number=number, nationality="CN", mobile=f"+86137{i:08d}",
-                          job_title="采购总监", **_demo_photo(10 + i))
+                          id_number=number, nationality="CN", mobile=mobile,
+                          job_title="采购总监", **person_keys(number, mobile),
+                          **_demo_photo(10 + i))
         badge = m.Badge(number=f"B04{i:06d}", person=person, edition=fourth, tag=tag,
                         status=m.BadgeStatus.delivered, active=True,
                         token_nonce=secrets.token_hex(16), printed_name=name,

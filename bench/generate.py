@@ -18,6 +18,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from stdnum.cn import ric, uscc
 
+from app.search_keys import id_number_key, mobile_key
+
 SEED = 20221105
 FULL = {"delegations": 45, "sub_delegations": 1000, "units": 60_000, "persons": 450_000}
 # The Shanghai delegation's share of the units (the demo user sh-delegation manages it).
@@ -192,16 +194,18 @@ def generate(dsn: str, scale: float) -> dict[str, int]:
             changed = moment - timedelta(days=rng.randint(0, 20), hours=rng.randint(0, 23))
             first_day = rng.randint(0, 3)
             days = sum(1 << d for d in range(first_day, first_day + rng.randint(1, 3)))
+            mobile = f"+86139{i:08d}"
             person_rows.append((pid, unit[0], name, "male" if rng.random() < 0.55 else "female",
-                                id_type, id_number, nationality, f"+86139{i:08d}", "采购经理",
-                                moment, moment))
+                                id_type, id_number, nationality, mobile, "采购经理",
+                                id_number_key(id_number), mobile_key(mobile), moment, moment))
             pr_rows.append((prid, edition_id, pid, unit[1], f"{id_type}:{id_number}", status,
                             tag, days, False, None if status == "draft" else changed, changed,
                             moment, moment))
             persons.append((prid, unit, status, tag, pid, name))
         counts["person"] = _copy(cur, "person", [
             "id", "unit_id", "name", "gender", "id_type", "id_number", "nationality", "mobile",
-            "job_title", "created_at", "updated_at"], person_rows)
+            "job_title", "id_search_key", "mobile_search_key", "created_at", "updated_at"],
+            person_rows)
         counts["person_registration"] = _copy(cur, "person_registration", [
             "id", "edition_id", "person_id", "unit_registration_id", "id_key", "status", "tag",
             "entry_days", "is_reuse", "submitted_at", "status_changed_at", "created_at",

@@ -23,6 +23,7 @@ import threading
 import time
 from datetime import datetime
 from typing import Any, Callable
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -98,6 +99,11 @@ PAGES = [
      "/delegation/persons/list/?_flt_0_status=awaiting_payment&_flt_0_tag=visitor"),
     ("delegation persons, name search", "sh-delegation",
      "/delegation/persons/list/?_flt_2_person_name=王"),
+    # Exact number searches, typed as people type them ({…}: a generated Shanghai person's).
+    ("delegation persons, ID number search", "sh-delegation",
+     "/delegation/persons/list/?_flt_0_person_id_search={id_number}"),
+    ("delegation persons, mobile search", "sh-delegation",
+     "/delegation/persons/list/?_flt_0_person_mobile_search={mobile}"),
     ("delegation units, submitted", "sh-delegation",
      "/delegation/units/list/?_flt_0_status=submitted"),
     ("finance transfer queue", "finance", "/finance/transfers/list/?_flt_0_status=pending"),
@@ -106,10 +112,25 @@ PAGES = [
 ]
 
 
+def searched_numbers(app) -> dict[str, str]:
+    """The ID and mobile numbers of the demo unit's newest person (Shanghai), spaced out and
+    with +86 as people type them, URL-encoded."""
+    with app.app_context():
+        id_number, mobile = db.session.execute(
+            sa.select(m.Person.id_number, m.Person.mobile).join(m.Unit)
+            .where(m.Unit.login == UNIT_A).order_by(m.Person.id.desc()).limit(1)).one()
+        db.session.remove()
+    national = mobile.removeprefix("+86")
+    return {"id_number": quote(f"{id_number[:6]} {id_number[6:14]} {id_number[14:]}"),
+            "mobile": quote(f"+86 {national[:3]} {national[3:7]} {national[7:]}")}
+
+
 def measure_pages(app) -> list[dict]:
     rows = []
     clients: dict[str, Client] = {}
+    numbers = searched_numbers(app)
     for label, username, url in PAGES:
+        url = url.format(**numbers)
         if username not in clients:
             clients[username] = Client(app, username)
         client = clients[username]

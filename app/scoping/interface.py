@@ -30,6 +30,7 @@ from app.clock import SHANGHAI
 from app.extensions import db
 from app.input_checks import field_label
 from app.scoping.rules import get_scoped, row_id, scoped
+from app.search_keys import id_number_key, mobile_key
 from app.workflow.errors import InputRefused
 
 
@@ -62,6 +63,32 @@ class FilterEmpty(fab_filters.BaseFilter):
     def apply(self, query: Any, value: Any) -> Any:
         query, field = fab_filters.get_field_setup_query(query, self.model, self.column_name)
         return query.filter(field.is_(None))
+
+
+class FilterSearchKey(fab_filters.BaseFilter):
+    """Exact search on a number's search key (a column whose info names its "search_key"):
+    the typed number is keyed as the stored ones are (app.search_keys), so the database
+    answers from the key's index and the list keeps showing the number masked. A mobile
+    search for what is no phone number at all is refused, naming the field."""
+
+    name = _l("Is exactly")
+    arg_name = "key"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        text = str(value or "").strip()
+        if not text:
+            return query
+        prop = sa.inspect(self.model).attrs[self.column_name]
+        if prop.info["search_key"] == "mobile":
+            key = mobile_key(text)
+            if key is None:
+                raise InputRefused(_l("Check \"%(field)s\": enter a whole phone number, "
+                                      "such as 131 2345 6789 or +44 7400 123456.",
+                                      field=field_label(self.column_name)))
+        else:
+            key = id_number_key(text)
+        query, field = fab_filters.get_field_setup_query(query, self.model, self.column_name)
+        return query.filter(field == key)
 
 
 class _Criterion:
@@ -178,6 +205,7 @@ class ScopedFilterConverter(fab_filters.SQLAFilterConverter):
 
     # New tests go first (the first matching test wins) so FAB's own indexes stay as they are.
     conversion_table = (
+        ("is_search_key", [FilterSearchKey]),
         ("is_optional_enum", [fab_filters.FilterEqual, fab_filters.FilterNotEqual, FilterEmpty]),
         ("is_reference", [fab_filters.FilterEqual, fab_filters.FilterNotEqual]),
     ) + tuple(
@@ -301,6 +329,12 @@ class ScopedInterface(SQLAInterface):
         """An enum column that may be NULL (a person's tag before tagging)."""
         return (self.is_enum(col_name) and not self._is_expression(col_name)
                 and super().is_nullable(col_name))
+
+    def is_search_key(self, col_name: str) -> bool:
+        """A search-only column holding a number's search key (declared with info
+        "search_key")."""
+        prop = sa.inspect(self.obj).attrs.get(col_name)
+        return prop is not None and "search_key" in prop.info
 
     def is_reference(self, col_name: str) -> bool:
         """A search-only column holding another table's id (declared with info "references")."""

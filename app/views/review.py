@@ -47,8 +47,9 @@ class ReviewQueueView(ScopedModelView):
                     "person.id_number", "person.nationality", "unit_registration.unit.name",
                     "unit_registration.delegation", "tag", "waiting"]
     show_columns = list_columns + ["status_changed_at"]
+    # The reviewer sees no mobile numbers, so it cannot search by one either.
     search_columns = ["tag", "delegation_name", "unit_region", "status_changed_at",
-                      "person_name"]
+                      "person_name", "person_id_search"]
     base_permissions = ["can_list", "can_show"]
     label_columns = {"status_changed_at": _l("Waiting since"), "waiting": _l("Waited"),
                      "delegation_name": _l("Delegation")}

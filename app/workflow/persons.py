@@ -18,6 +18,7 @@ from app.clock import now
 from app.extensions import db
 from app.scoping.actor import WRITE, Actor
 from app.scoping.rules import get_scoped, scoped
+from app.search_keys import person_keys
 from app.validation import ValidationFailed, normalise_mobile, normalise_text, read_id_document
 from app.workflow.audit import record
 from app.workflow.editions import current_edition, require_delegation_window
@@ -76,6 +77,12 @@ class PersonData:
 
 def id_key(id_type: m.IdType, id_number: str) -> str:
     return f"{m.IdType(id_type).value}:{id_number}"
+
+
+def set_search_keys(person: m.Person) -> None:
+    """Key the person's numbers as they are now: every write of a number calls this."""
+    for column, key in person_keys(person.id_number, person.mobile).items():
+        setattr(person, column, key)
 
 
 def person_label():
@@ -171,6 +178,7 @@ def write_person_data(registration: m.PersonRegistration, person: m.Person, data
     person.mobile = data.mobile
     person.email = data.email
     person.job_title = data.job_title
+    set_search_keys(person)
     registration.id_key = id_key(data.id_type, data.id_number)
     registration.entry_days = edition.days_to_mask(data.entry_dates)
     try:
@@ -227,6 +235,7 @@ def _save_reuse_contacts(actor: Actor, registration: m.PersonRegistration,
                          data: PersonData) -> m.PersonRegistration:
     person = registration.person
     person.mobile, person.email, person.job_title = data.mobile, data.email, data.job_title
+    set_search_keys(person)
     record(actor, "person_registration", registration.id, "update",
            detail={"fields": ["mobile", "email", "job_title"]})
     db.session.commit()

@@ -1,0 +1,72 @@
+"""The search keys of a person's ID and mobile numbers: the exact lists' searches compare the
+key of what was typed with the key stored beside the number (B-tree indexed), so "４４０１１３
+２０１４１００５００１ｘ" finds 44011320141005001X and "+86 131-2345-6789" finds 13123456789,
+and the numbers themselves are never read to search.
+
+Issue 17 encrypts the numbers and makes the key a keyed hash: `_sealed` is the one place that
+changes (and a migration then recomputes the stored keys)."""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import phonenumbers
+
+# Spaces and dashes people put between groups of digits: after NFKC (full-width forms become
+# ASCII) the hyphen, dashes, the minus sign and the katakana long-vowel mark IMEs offer.
+_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015\u2212\u30fc]")
+# Mainland numbers are keyed by their national digits, the others in E.164.
+_CHINA = 86
+
+
+def _folded(value: str) -> str:
+    """What input methods type, read as meant: full-width forms become ASCII (NFKC), and
+    digits of any script (Arabic-Indic "٣", Devanagari "३"…) their 0-9."""
+    text = unicodedata.normalize("NFKC", value)
+    return "".join(str(unicodedata.decimal(ch)) if unicodedata.category(ch) == "Nd" else ch
+                   for ch in text)
+
+
+def _sealed(normalised: str) -> str:
+    """The stored form of a normalised number (issue 17: a keyed hash of it)."""
+    return normalised
+
+
+def normalised_id_number(value: str | None) -> str:
+    """An ID document number as the search compares it: upper-case, without separators."""
+    return _SEPARATORS.sub("", _folded(value or "")).upper()
+
+
+def id_number_key(value: str | None) -> str | None:
+    """The search key of an ID document number (None for no number)."""
+    normalised = normalised_id_number(value)
+    return _sealed(normalised) if normalised else None
+
+
+def normalised_mobile(value: str | None) -> str | None:
+    """A phone number as the search compares it: a mainland number as its digits without
+    +86 / 0086 (13123456789), any other in E.164 (+447400123456); None when it cannot be a
+    phone number at all."""
+    text = _folded(value or "").strip()
+    if not text:
+        return None
+    try:
+        parsed = phonenumbers.parse(text, "CN")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    if parsed.country_code == _CHINA:
+        return str(parsed.national_number)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mobile_key(value: str | None) -> str | None:
+    """The search key of a phone number (None for no number, or one that is none)."""
+    normalised = normalised_mobile(value)
+    return _sealed(normalised) if normalised else None
+
+
+def person_keys(id_number: str | None, mobile: str | None) -> dict[str, str | None]:
+    """The key columns of a person with these numbers, as keyword arguments of `Person`."""
+    return {"id_search_key": id_number_key(id_number), "mobile_search_key": mobile_key(mobile)}
