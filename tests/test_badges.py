@@ -32,8 +32,9 @@ BS = m.BadgeStatus
 
 
 def approved_persons(world, name_part: str, count: int, prefix: str,
-                     tag: m.Tag = T.visitor) -> list[int]:
-    """`count` persons of a unit who passed security review (test data, inserted directly)."""
+                     tag: m.Tag = T.visitor, photo: bool = True) -> list[int]:
+    """`count` persons of a unit who passed security review (test data, inserted directly),
+    with their photo unless told otherwise (no badge is made without one)."""
     registration = world.registration(name_part)
     edition = current_edition()
     ids = []
@@ -41,6 +42,8 @@ def approved_persons(world, name_part: str, count: int, prefix: str,
         number = f"P{prefix}{i:06d}"
         person = m.Person(unit_id=registration.unit_id, name=f"{prefix}{i:03d}",
                           gender=m.Gender.female, id_type=m.IdType.passport, id_number=number)
+        if photo:
+            person.photo_key = person.thumb_key = jpeg_photo()
         pr = m.PersonRegistration(edition_id=registration.edition_id, person=person,
                                   unit_registration_id=registration.id,
                                   id_key=f"passport:{number}", status=PS.approved, tag=tag,

@@ -1,10 +1,11 @@
 """Badge cards as PDF: A4 sheets of eight cards (2 × 4) with cut lines.
 
 Each card shows the edition, the tag in its colour (visitor blue, staff green, VIP red) in
-Chinese and English, the photo (a placeholder when there is none), name, unit, delegation or
-sub-delegation, the entry dates, the QR code of the signed token (vector, drawn with segno's
-matrix) and the badge number. Text uses the embedded CJK font, so Chinese renders everywhere
-and can be read back from the file.
+Chinese and English, the photo, name, unit, delegation or sub-delegation, the entry dates, the
+QR code of the signed token (vector, drawn with segno's matrix) and the badge number. Text
+uses the embedded CJK font, so Chinese renders everywhere and can be read back from the file.
+The workflow prints only badges whose holder's photo is on file; a photo that cannot be read
+fails the sheet rather than print a card without a face.
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ class Card:
     tag: m.Tag
     entry_dates: list[date]
     token: str
-    photo_key: str | None
+    photo_key: str
 
 
 def cards(badge_ids: list[int]) -> list[Card]:
@@ -110,22 +111,12 @@ def _qr(canvas: Canvas, token: str, x: float, y: float, size: float) -> None:
     canvas.drawPath(path, stroke=0, fill=1)
 
 
-def _photo(canvas: Canvas, key: str | None, x: float, y: float, w: float, h: float,
-           font: str, placeholder: tuple[str, ...]) -> None:
+def _photo(canvas: Canvas, key: str, x: float, y: float, w: float, h: float) -> None:
     canvas.setStrokeColor(colors.HexColor("#999999"))
     canvas.setFillColor(colors.HexColor("#eeeeee"))
     canvas.rect(x, y, w, h, stroke=1, fill=1)
-    if key:
-        try:
-            canvas.drawImage(ImageReader(storage.path_of(key)), x, y, w, h,
-                             preserveAspectRatio=True, anchor="c")
-            return
-        except (OSError, ValueError):
-            pass  # a missing or unreadable file prints the placeholder, not a failed batch
-    canvas.setFillColor(colors.HexColor("#777777"))
-    canvas.setFont(font, 6.5)
-    for i, line in enumerate(placeholder):
-        canvas.drawCentredString(x + w / 2, y + h / 2 - i * 3 * mm, line)
+    canvas.drawImage(ImageReader(storage.path_of(key)), x, y, w, h,
+                     preserveAspectRatio=True, anchor="c")
 
 
 def _card(canvas: Canvas, card: Card, x: float, y: float, font: str, texts: dict) -> None:
@@ -149,8 +140,7 @@ def _card(canvas: Canvas, card: Card, x: float, y: float, font: str, texts: dict
     # Photo
     photo_w, photo_h = 24 * mm, 32 * mm
     photo_y = y + CARD_H - band - 3 * mm - photo_h
-    _photo(canvas, card.photo_key, x + 4 * mm, photo_y, photo_w, photo_h, font,
-           texts["no_photo"])
+    _photo(canvas, card.photo_key, x + 4 * mm, photo_y, photo_w, photo_h)
     # Name, unit, delegation
     text_x = x + 4 * mm + photo_w + 4 * mm
     qr_size = 27 * mm
@@ -192,7 +182,6 @@ def _texts(editions: set[int]) -> dict:
         "edition": {n: joined(lambda n=n: _("CIIE %(number)s", number=n), " · ")
                     for n in editions},
         "tags": {tag: _both(lambda tag=tag: tag.label) for tag in m.Tag},
-        "no_photo": tuple(part for part in _both(lambda: _("No photo")) if part),
         "entry": joined(lambda: _("Entry dates"), " "),
     }
 

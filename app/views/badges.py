@@ -1,6 +1,6 @@
-"""The badge office (admins): produce badges for persons who passed security review, print
-sheets, pack parcels and ship them; the gate log. Units follow their own badges and parcels;
-gate staff scan codes at `/gate/` and see nothing else."""
+"""The badge office (admins): its queues (persons waiting for a badge, reuse re-activations,
+reprints, badges to pack), print sheets, pack parcels and ship them; the gate log. Units
+follow their own badges and parcels; gate staff scan codes at `/gate/` and see nothing else."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from flask import abort, redirect, request, url_for
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.models.filters import BaseFilter
-from flask_appbuilder.models.sqla.filters import FilterEqualFunction
 from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -24,7 +23,7 @@ from app.scoping.interface import ScopedInterface, Selection
 from app.scoping.rules import get_scoped, row_id
 from app.tasks import start_task
 from app.views.base import ScopedModelView, attempt, batch_action, flash_batch_result
-from app.views.unit import current_edition_id
+from app.views.unit import current_edition_id, thumbnail
 from app.workflow import badges as badge_flow
 from app.workflow import delivery, gate
 from app.workflow.editions import current_edition
@@ -55,7 +54,50 @@ BADGE_LABELS = {
     "badge.printed_name": _l("Name"),
     "gate": _l("Gate"),
     "scanned_by": _l("Scanned by"),
+    "photo": _l("Photo"),
+    "status_changed_at": _l("Waiting since"),
+    "previous_badge.number": _l("Badge kept"),
+    "reprint_requested_at": _l("Reprint asked for"),
+    "reprint_reason": _l("Reason for the reprint"),
 }
+
+
+class InQueue(BaseFilter):
+    """The rows of one of the badge office's queues: `value` is the workflow's SQL condition
+    of that queue, for an edition id."""
+
+    name = "queue"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        return query.filter(value(current_edition_id()))
+
+
+def photo_or_warning(person_id: int | None) -> Markup:
+    """The thumbnail, or a warning: no badge is made without a photo."""
+    if person_id:
+        return thumbnail(person_id)
+    return Markup('<span class="label label-danger ciie-no-photo">{}</span>').format(
+        _("No photo"))
+
+
+class BadgeQueueTabs:
+    """The badge office's queues are tabs of one page (ciie/badges/queue.html)."""
+
+    list_template = "ciie/badges/queue.html"
+    base_permissions = ["can_list", "can_show"]
+    label_columns = BADGE_LABELS
+
+    def _list(self, **kwargs):
+        widgets = super()._list(**kwargs)
+        widgets["queue_tabs"] = queue_tabs(type(self).__name__)
+        return widgets
+
+
+def queue_tabs(active: str) -> list[dict]:
+    """The queue page's tabs with their counts (one statement for all four)."""
+    counts = badge_flow.queue_counts(current_actor(), current_edition_id())
+    return [{"key": key, "label": label, "count": counts[key], "active": view == active,
+             "url": url_for(f"{view}.list")} for view, key, label in QUEUE_TABS]
 
 
 def run_as_task(name: str, selection: Selection) -> Any:
@@ -66,23 +108,23 @@ def run_as_task(name: str, selection: Selection) -> Any:
     return redirect(url_for("TaskView.show", task_id=task.id))
 
 
-class BadgeProductionView(ScopedModelView):
-    """Persons of the current edition: those who passed security review get their badge."""
+class BadgeProductionView(BadgeQueueTabs, ScopedModelView):
+    """The first queue: persons of the current edition who passed security review and need a
+    new card, longest waiting first. Nothing else (no drafts, no other states) is reachable."""
 
     route_base = "/badges/production"
     class_permission_name = "BadgeProduction"
     datamodel = ScopedInterface(m.PersonRegistration)
-    title = _l("Badge production")
-    base_filters = [["edition_id", FilterEqualFunction, current_edition_id]]
-    base_order = ("id", "asc")
-    list_columns = ["person.name", "unit_registration.unit.name",
+    title = _l("Waiting for a badge")
+    base_filters = [["id", InQueue, badge_flow.waiting_for_badge]]
+    base_order = ("status_changed_at", "asc")
+    list_columns = ["photo", "person.name", "unit_registration.unit.name",
                     "unit_registration.sub_delegation", "tag", "is_reuse", "previous_tag",
-                    "entry_days", "status", "badge.number"]
-    show_columns = list_columns
-    search_columns = ["status", "tag", "is_reuse", "person_name", "unit_name"]
-    base_permissions = ["can_list", "can_show"]
-    label_columns = BADGE_LABELS
-    formatters_columns = {"entry_days": fmt_entry_days}
+                    "entry_days", "status_changed_at"]
+    show_columns = list_columns + ["status"]
+    search_columns = ["status", "tag", "is_reuse", "person_name", "unit_name",
+                      "person_id_search", "person_mobile_search"]
+    formatters_columns = {"entry_days": fmt_entry_days, "photo": photo_or_warning}
 
     @batch_action("produce_badges", _l("Produce badges"),
                   _l("Persons who passed security review get a badge, printed on A4 sheets. "
@@ -90,6 +132,84 @@ class BadgeProductionView(ScopedModelView):
                   "fa-id-badge")
     def produce_badges(self, selection: Selection):
         return run_as_task("produce_badges", selection)
+
+
+class ReactivationQueueView(BadgeQueueTabs, ScopedModelView):
+    """Reuse persons who passed review with their tag unchanged: their earlier badge is made
+    valid for this edition, nothing is printed."""
+
+    route_base = "/badges/reactivations"
+    class_permission_name = "BadgeReactivations"
+    datamodel = ScopedInterface(m.PersonRegistration)
+    title = _l("Re-activations")
+    base_filters = [["id", InQueue, badge_flow.waiting_for_reactivation]]
+    base_order = ("status_changed_at", "asc")
+    list_columns = ["person.name", "unit_registration.unit.name", "tag",
+                    "previous_badge.number", "entry_days", "status_changed_at"]
+    show_columns = list_columns + ["status"]
+    search_columns = ["tag", "person_name", "unit_name"]
+    formatters_columns = {"entry_days": fmt_entry_days}
+
+    @batch_action("reactivate_badges", _l("Re-activate"),
+                  _l("The earlier badges become valid for this edition; nothing is printed."),
+                  "fa-recycle")
+    def reactivate_badges(self, selection: Selection):
+        return badge_flow.reactivate_badges(current_actor(), selection.ids)
+
+
+class ReprintQueueView(BadgeQueueTabs, ScopedModelView):
+    """Lost or damaged cards to print again: the new card gets a new code, the old one stops
+    opening the gate."""
+
+    route_base = "/badges/reprints"
+    class_permission_name = "BadgeReprints"
+    datamodel = ScopedInterface(m.Badge)
+    title = _l("Reprints")
+    base_filters = [["id", InQueue, badge_flow.reprint_requested]]
+    base_order = ("reprint_requested_at", "asc")
+    list_columns = ["number", "printed_name", "printed_unit", "tag", "status",
+                    "reprint_reason", "reprint_requested_at"]
+    show_columns = list_columns
+    search_columns = ["number", "printed_name", "printed_unit"]
+
+    @batch_action("reprint_badges", _l("Print with a new code"),
+                  _l("The codes printed on these badges so far stop working at the gate."),
+                  "fa-refresh")
+    def reprint_badges(self, selection: Selection):
+        return run_as_task("reprint_badges", selection)
+
+
+class PackingQueueView(BadgeQueueTabs, ScopedModelView):
+    """Produced badges not in a parcel yet, of every unit: packed in one go, each unit's to
+    its default address."""
+
+    route_base = "/badges/to-pack"
+    class_permission_name = "BadgePacking"
+    datamodel = ScopedInterface(m.Badge)
+    title = _l("To pack")
+    base_filters = [["id", InQueue, delivery.waiting_for_parcel]]
+    base_order = ("number", "asc")
+    list_columns = ["number", "printed_name", "printed_unit", "tag", "produced_at"]
+    show_columns = list_columns + ["status"]
+    search_columns = ["number", "printed_name", "printed_unit", "tag"]
+
+    @batch_action("pack_badges", _l("Pack into parcels"),
+                  _l("Produced badges go to the default address of their unit, ten per parcel."),
+                  "fa-archive")
+    def pack_badges(self, selection: Selection):
+        packing = delivery.pack_badges(current_actor(), selection.ids)
+        flash_batch_result(packing)
+        if packing.new_parcels:
+            return redirect(url_for("ParcelView.list"))
+        return self._back_to_list()
+
+
+# The tabs of the queue page, in the order the badge office works through them, each with
+# its count's key in badge_flow.queue_counts.
+QUEUE_TABS = (("BadgeProductionView", "badges", _l("Waiting for a badge")),
+              ("ReactivationQueueView", "reactivations", _l("Re-activations")),
+              ("ReprintQueueView", "reprints", _l("Reprints")),
+              ("PackingQueueView", "parcels", _l("To pack")))
 
 
 class BadgeView(ScopedModelView):
@@ -112,7 +232,11 @@ class BadgeView(ScopedModelView):
                       "edition"]
     base_permissions = ["can_list", "can_show"]
     label_columns = BADGE_LABELS
-    reason_actions = ("deactivate_badges",)
+    reason_actions = {
+        "deactivate_badges": (_l("Reason (the unit will see it):"), _l("Enter the reason.")),
+        "request_reprints": (_l("Why is the card printed again (lost, damaged…)?"),
+                             _l("Enter the reason.")),
+    }
 
     @batch_action("print_badges", _l("Print"), None, "fa-print")
     def print_badges(self, selection: Selection):
@@ -123,6 +247,11 @@ class BadgeView(ScopedModelView):
                   "fa-refresh")
     def reprint_badges(self, selection: Selection):
         return run_as_task("reprint_badges", selection)
+
+    @batch_action("request_reprints", _l("Ask for a reprint"), None, "fa-clone")
+    def request_reprints(self, selection: Selection):
+        return badge_flow.request_reprints(current_actor(), selection.ids,
+                                           request.form.get("reason"))
 
     @batch_action("pack_badges", _l("Pack into parcels"),
                   _l("Produced badges go to the default address of their unit, ten per parcel."),
@@ -155,8 +284,7 @@ def packable_units() -> list[dict]:
     rows = db.session.execute(
         sa.select(m.Unit.id, m.Unit.name, sa.func.count(B.id).label("badges"))
         .join(m.Person, m.Person.unit_id == m.Unit.id).join(B, B.person_id == m.Person.id)
-        .where(B.edition_id == current_edition().id, B.status == m.BadgeStatus.produced,
-               B.active.is_(True), B.shipment_id.is_(None))
+        .where(delivery.waiting_for_parcel(current_edition().id))
         .group_by(m.Unit.id, m.Unit.name).order_by(m.Unit.name)).all()
     addresses: dict[int, list[m.Address]] = {}
     for address in db.session.scalars(sa.select(m.Address).where(
@@ -176,6 +304,7 @@ class ParcelView(ScopedModelView):
     datamodel = ScopedInterface(m.Shipment, [joinedload(m.Shipment.address)])
     title = _l("Parcels")
     list_template = "ciie/badges/parcels.html"
+    show_template = "ciie/badges/parcel_show.html"
     base_order = ("id", "desc")
     list_columns = ["id", "unit.name", "address", "badge_count", "status", "carrier",
                     "tracking_no", "shipped_at", "delivered_at"]
@@ -190,6 +319,12 @@ class ParcelView(ScopedModelView):
         widgets["packable"] = packable_units()
         return widgets
 
+    def _show(self, pk):
+        widgets = super()._show(pk)
+        # What is inside: the parcel's page lists its badges (the parcel itself is in scope).
+        widgets["parcel_badges"] = delivery.parcel_badges(current_actor(), int(pk))
+        return widgets
+
     @expose("/pack", methods=["POST"])
     @has_access
     @permission_name("pack")
@@ -201,8 +336,7 @@ class ParcelView(ScopedModelView):
             abort(400)
         B = m.Badge
         badges = sa.select(B.id).join(m.Person, m.Person.id == B.person_id).where(
-            m.Person.unit_id == unit_id, B.edition_id == current_edition().id,
-            B.status == m.BadgeStatus.produced, B.active.is_(True), B.shipment_id.is_(None))
+            m.Person.unit_id == unit_id, delivery.waiting_for_parcel(current_edition().id))
         outcome: list[delivery.Packing] = []
         if attempt(lambda: outcome.append(delivery.pack_badges(current_actor(), badges,
                                                                address_id))):

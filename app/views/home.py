@@ -27,6 +27,8 @@ from app.scoping.actor import (
     current_actor,
 )
 from app.scoping.rules import scoped
+from app.views.badges import QUEUE_TABS
+from app.workflow.badges import queue_counts
 from app.workflow.editions import current_edition, delegation_deadline
 from app.workflow.errors import WorkflowError
 from app.workflow.progress import progress
@@ -148,8 +150,11 @@ def panels_for(actor: Actor) -> list[Panel]:
         panels.append(_persons_panel(actor, edition, None))
     if actor.has(ADMIN):
         panels.append(_units_panel(actor, edition, "UnitAdminView"))
-        # The badge office's list of persons: "Review passed" leads to badge production.
-        panels.append(_persons_panel(actor, edition, "BadgeProductionView"))
+        panels.append(_persons_panel(actor, edition, None))
+        # The badge office's queues, each count leading to its tab (one statement).
+        counts = queue_counts(actor, edition.id)
+        panels.append(Panel(_l("Badge office queue"), [
+            (label, counts[key], url_for(f"{view}.list")) for view, key, label in QUEUE_TABS]))
     return panels
 
 

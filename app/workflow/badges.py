@@ -7,9 +7,15 @@ unit, delegation or sub-delegation, tag); its person moves approved → badge_is
 re-activated for this edition and nothing is printed. An upgraded reuse person gets a new badge
 and the earlier one is deactivated (the gate refuses it from then on). Every step is set-based:
 a batch of 2 or 2,000 persons costs the same statements.
+
+No card is made or printed without the holder's photo: production, printing and reprinting
+refuse such persons and badges here, so every path (batch, single row, API) reports the same
+reason. The badge office works from queues (`waiting_for_badge`, `waiting_for_reactivation`,
+`reprint_requested`; parcels in app.workflow.delivery), counted by `queue_counts`.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -23,12 +29,14 @@ from app.badge_tokens import new_nonce
 from app.clock import now, now_shanghai
 from app.documents.badges import badge_sheet
 from app.extensions import db
+from app.input_checks import check_lengths
 from app.scoping.actor import WRITE, Actor
 from app.scoping.rules import scoped
 from app.tasks import report as task_report
 from app.workflow.audit import record_many
+from app.workflow.delivery import waiting_for_parcel
 from app.workflow.editions import current_edition
-from app.workflow.errors import BatchResult
+from app.workflow.errors import BatchResult, WorkflowError
 from app.workflow.numbers import reserve
 from app.workflow.persons import PERSON_MOVES, person_label
 from app.workflow.transitions import as_id_select, move
@@ -56,6 +64,36 @@ def keeps_earlier_badge() -> Any:
                    PR.previous_badge_id.in_(sa.select(B.id).where(B.active.is_(True))))
 
 
+def waiting_for_badge(edition_id: int) -> Any:
+    """SQL: persons of the edition who passed security review and need a new card printed."""
+    return sa.and_(PR.edition_id == edition_id, PR.status == m.PersonStatus.approved,
+                   sa.not_(keeps_earlier_badge()))
+
+
+def waiting_for_reactivation(edition_id: int) -> Any:
+    """SQL: persons of the edition who passed review and keep their earlier badge (reuse)."""
+    return sa.and_(PR.edition_id == edition_id, PR.status == m.PersonStatus.approved,
+                   keeps_earlier_badge())
+
+
+def reprint_requested(edition_id: int) -> Any:
+    """SQL: active badges of the edition whose card is to be printed again with a new code."""
+    return sa.and_(B.reprint_requested_at.is_not(None), B.edition_id == edition_id,
+                   B.active.is_(True))
+
+
+def persons_without_photo(person_ids: sa.Select) -> list[int]:
+    """Those of these persons no card can show (one query): no photo, or its file is gone."""
+    rows = db.session.execute(sa.select(m.Person.id, m.Person.photo_key)
+                              .where(m.Person.id.in_(person_ids))).all()
+    return [row.id for row in rows
+            if not row.photo_key or not os.path.isfile(storage.path_of(row.photo_key))]
+
+
+NO_PHOTO = _l("no photo: a badge is not made without the holder's photo")
+NOT_CURRENT = _l("not registered for the current edition")
+
+
 def badge_number(edition: m.Edition, sequence: int) -> str:
     return f"B{edition.number:02d}{sequence:06d}"
 
@@ -66,14 +104,15 @@ def produce_badges(actor: Actor, ids: Iterable[int] | sa.Select,
     edition = current_edition()
     selected = as_id_select(PR, ids)
     kept = sa.select(PR.id).where(PR.id.in_(selected), keeps_earlier_badge())
-    checks = [(PR.edition_id == edition.id, _l("not registered for the current edition"))]
+    checks = [(PR.edition_id == edition.id, NOT_CURRENT)]
+    # A re-activated badge is the card its holder already has: only new cards need the photo.
+    faceless = persons_without_photo(sa.select(PR.person_id).where(
+        PR.id.in_(selected), PR.id.not_in(kept)))
     moved_at = now()
-    reused = move(actor, PR, kept, PERSON_MOVES["issue_badge"], label=person_label(),
-                  checks=checks, reason="reuse",
-                  values={"badge_id": PR.previous_badge_id, "status_changed_at": moved_at},
-                  commit=False)
+    reused = _issue_earlier_badges(actor, kept, checks, moved_at)
     fresh = move(actor, PR, sa.select(PR.id).where(PR.id.in_(selected), PR.id.not_in(kept)),
-                 PERSON_MOVES["issue_badge"], label=person_label(), checks=checks, reason="new",
+                 PERSON_MOVES["issue_badge"], label=person_label(),
+                 checks=checks + [(PR.person_id.not_in(faceless), NO_PHOTO)], reason="new",
                  values={"status_changed_at": moved_at}, commit=False)
     production = Production(BatchResult(done=reused.done + fresh.done,
                                          refused=reused.refused + fresh.refused))
@@ -85,6 +124,31 @@ def produce_badges(actor: Actor, ids: Iterable[int] | sa.Select,
     if commit:
         db.session.commit()
     return production
+
+
+def reactivate_badges(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
+    """Only the re-activations of a selection (nothing printed, so no task): a person who
+    needs a new card is refused, it is produced and printed from the persons waiting for a
+    badge."""
+    edition = current_edition()
+    result = _issue_earlier_badges(
+        actor, ids, [(PR.edition_id == edition.id, NOT_CURRENT),
+                     (keeps_earlier_badge(), _l("needs a new badge: produce it from the "
+                                                "persons waiting for a badge"))], now())
+    if result.done:
+        _reactivate(actor, edition, result.done)
+    db.session.commit()
+    return result
+
+
+def _issue_earlier_badges(actor: Actor, ids: Iterable[int] | sa.Select, checks: list,
+                          moved_at: Any) -> BatchResult:
+    """Move reuse persons to badge_issued with their earlier badge (the caller re-activates
+    it and commits)."""
+    return move(actor, PR, ids, PERSON_MOVES["issue_badge"], label=person_label(),
+                checks=checks, reason="reuse",
+                values={"badge_id": PR.previous_badge_id, "status_changed_at": moved_at},
+                commit=False)
 
 
 def _make_badges(actor: Actor, edition: m.Edition, registration_ids: list[int]) -> list[int]:
@@ -147,11 +211,14 @@ def _reactivate(actor: Actor, edition: m.Edition, registration_ids: list[int]) -
 
 def printable(actor: Actor, ids: Iterable[int] | sa.Select) -> tuple[BatchResult, list[int]]:
     """Split selected badges into those that may be printed (active, made for the current
-    edition) and refusals: a reused badge is never printed again (one query)."""
+    edition, the holder's photo on file) and refusals: a reused badge is never printed again
+    (two queries)."""
     edition = current_edition()
+    selected = as_id_select(B, ids)
     rows = db.session.execute(scoped(
-        sa.select(B.id, B.number, B.active, B.edition_id)
-        .where(B.id.in_(as_id_select(B, ids))).order_by(B.number), B, actor, WRITE)).all()
+        sa.select(B.id, B.number, B.active, B.edition_id, B.person_id)
+        .where(B.id.in_(selected)).order_by(B.number), B, actor, WRITE)).all()
+    faceless = set(persons_without_photo(sa.select(B.person_id).where(B.id.in_(selected))))
     result = BatchResult()
     for row in rows:
         if not row.active:
@@ -159,6 +226,8 @@ def printable(actor: Actor, ids: Iterable[int] | sa.Select) -> tuple[BatchResult
         elif row.edition_id != edition.id:
             result.refuse(row.id, row.number,
                           _l("a badge of an earlier edition (reused) is not printed again"))
+        elif row.person_id in faceless:
+            result.refuse(row.id, row.number, NO_PHOTO)
         else:
             result.done.append(row.id)
     return result, result.done
@@ -166,13 +235,55 @@ def printable(actor: Actor, ids: Iterable[int] | sa.Select) -> tuple[BatchResult
 
 def reissue_codes(actor: Actor, badge_ids: list[int]) -> None:
     """New nonces for these badges (one statement): their printed codes stop working, so a
-    lost card can be replaced by a reprint. The caller commits."""
+    lost card can be replaced by a reprint, which also settles any reprint request. The
+    caller commits."""
     if not badge_ids:
         return
-    db.session.execute(sa.update(B), [{"id": badge_id, "token_nonce": new_nonce()}
+    db.session.execute(sa.update(B), [{"id": badge_id, "token_nonce": new_nonce(),
+                                       "reprint_requested_at": None, "reprint_reason": None}
                                       for badge_id in badge_ids])
     record_many(actor, "badge", [(badge_id, None) for badge_id in badge_ids], "reissue_code",
                 reason="printed codes invalidated")
+
+
+def request_reprints(actor: Actor, ids: Iterable[int] | sa.Select,
+                     reason: str | None) -> BatchResult:
+    """Put lost or damaged cards in the reprint queue, with the reason (one UPDATE): they
+    are printed again with a new code from there."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise WorkflowError(_l("Enter the reason."), 400)
+    check_lengths(B, {"reprint_reason": reason})
+    result, badge_ids = printable(actor, ids)
+    waiting = dict(db.session.execute(sa.select(B.id, B.number).where(
+        B.id.in_(badge_ids), B.reprint_requested_at.is_not(None))).all())
+    for badge_id, number in sorted(waiting.items(), key=lambda item: item[1]):
+        result.refuse(badge_id, number, _l("a reprint is already asked for"))
+    asked = [badge_id for badge_id in badge_ids if badge_id not in waiting]
+    # Still unasked when written: of two clerks asking at once, one request stands.
+    result.done = list(db.session.scalars(
+        sa.update(B).where(B.id.in_(asked), B.reprint_requested_at.is_(None))
+        .values(reprint_requested_at=now(), reprint_reason=reason).returning(B.id)
+        .execution_options(synchronize_session=False))) if asked else []
+    record_many(actor, "badge", [(badge_id, None) for badge_id in result.done],
+                "request_reprint", reason=reason)
+    db.session.commit()
+    return result
+
+
+def queue_counts(actor: Actor, edition_id: int) -> dict[str, int]:
+    """How many rows wait in each of the badge office's queues, in the actor's scope: one
+    statement of four set-based COUNTs."""
+    def count(model: type, condition: Any) -> Any:
+        return scoped(sa.select(sa.func.count()).select_from(model).where(condition),
+                      model, actor).scalar_subquery()
+
+    row = db.session.execute(sa.select(
+        count(PR, waiting_for_badge(edition_id)).label("badges"),
+        count(PR, waiting_for_reactivation(edition_id)).label("reactivations"),
+        count(B, reprint_requested(edition_id)).label("reprints"),
+        count(B, waiting_for_parcel(edition_id)).label("parcels"))).one()
+    return dict(row._mapping)
 
 
 def deactivate_badges(actor: Actor, ids: Iterable[int] | sa.Select,

@@ -45,6 +45,20 @@ class Packing(BatchResult):
     new_parcels: list[int] = field(default_factory=list)
 
 
+def waiting_for_parcel(edition_id: int) -> sa.ColumnElement:
+    """SQL: produced, active badges of the edition not in a parcel yet (the packing queue;
+    the partial index ix_badge_to_pack holds exactly these)."""
+    return sa.and_(B.edition_id == edition_id, B.status == BS.produced, B.active.is_(True),
+                   B.shipment_id.is_(None))
+
+
+def parcel_badges(actor: Actor, shipment_id: int) -> list[sa.Row]:
+    """The badges in a parcel, slot by slot, with their holder (one scoped query)."""
+    return list(db.session.execute(scoped(
+        sa.select(B.id, B.number, B.printed_name, B.status, B.active, B.parcel_slot)
+        .where(B.shipment_id == shipment_id).order_by(B.parcel_slot), B, actor)).all())
+
+
 def shipment_label() -> sa.ColumnElement:
     return sa.literal("#") + sa.cast(S.id, sa.String)
 
