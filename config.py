@@ -45,6 +45,10 @@ class Config:
     FAB_BASE_TEMPLATE = "ciie_baselayout.html"
     FAB_ADD_SECURITY_API = False
     FAB_API_SWAGGER_UI = True
+    # app/api registers its own OpenAPI document (every API user reads the operations it may
+    # call) and menu API (described as it answers), in place of FAB's.
+    FAB_ADD_OPENAPI_VIEWS = False
+    FAB_ADD_MENU_API = False
     FAB_API_MAX_PAGE_SIZE = 100
 
     AUTH_TYPE = AUTH_DB
@@ -262,7 +266,9 @@ CIIE_ROLES = {
         (r"^UnitEvents$", r"^can_(list|show|apply)$"),
         (r"^UnitApplications$", r"^(can_(list|show)|withdraw_applications)$"),
         (r"^UnitBadges$", r"^can_(list|show)$"),
-        (r"^(PersonRegistrationApi|UnitRegistrationApi)$", _READ_API),
+        (r"^(PersonRegistrationApi|UnitRegistrationApi|OrderApi|InvoiceApi|RefundApi)$",
+         _READ_API),
+        (r"^InvoiceApi$", r"^can_download$"),
         (r"^(Registration|Unit information|Unit persons|Earlier persons|Unit documents|"
          r"Addresses|Preview and submit|Unit orders|Unit refunds|Unit invoices|Unit events|"
          r"Unit applications|Unit badges)$",
@@ -287,20 +293,21 @@ CIIE_ROLES = {
     ],
     "finance": _SELF_SERVICE + [
         (r"^FinanceOrders$", r"^can_(list|show)$"),
-        (r"^FinancePayments$", r"^can_(list|show)$"),
-        (r"^FinanceTransfers$", r"^(can_(list|show|voucher)|confirm_transfers|"
+        (r"^(OrderApi|InvoiceApi|RefundApi)$", r"^can_(get|get_list|info|download)$"),
+        (r"^FinancePayments$", r"^can_(list|show|export)$"),
+        (r"^FinanceTransfers$", r"^(can_(list|show|voucher|export)|confirm_transfers|"
                                 r"reject_transfers)$"),
-        (r"^BankStatements$", r"^can_(list|show|import|match|report)$"),
+        (r"^BankStatements$", r"^can_(list|show|import|match|report|export)$"),
         (r"^BankStatementImports$", r"^can_list$"),
-        (r"^FinanceRefunds$", r"^(can_(list|show)|approve_refunds|execute_refunds|"
+        (r"^FinanceRefunds$", r"^(can_(list|show|export)|approve_refunds|execute_refunds|"
                               r"complete_refunds|reject_refunds)$"),
         (r"^Reconciliation$", r"^can_show$"),
         # Money paid twice, refunded by finance (issue 12).
         (r"^FinanceOverpayments$", r"^(can_(list|show)|refund_online|refund_by_transfer)$"),
         (r"^Overpayments$", r"^menu_access$"),
         (r"^FinanceNotifications$", r"^(can_(list|show)|resend_notifications)$"),
-        (r"^FinanceInvoices$", r"^(can_(list|show|download|issue|mail|export)|issue_paper|"
-                               r"mail_paper|"
+        (r"^FinanceInvoices$", r"^(can_(list|show|download|issue|mail|export|batch)|"
+                               r"issue_paper|mail_paper|"
                                r"reject_invoices|confirm_returned|regenerate_e_invoices)$"),
         (r"^(Finance|Finance orders|Payments|Bank transfers|Bank statements|Finance refunds|"
          r"Finance invoices|Reconciliation|Failed notifications|Statement imports)$",

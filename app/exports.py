@@ -1,14 +1,15 @@
 """Excel exports of a list's filtered rows, streamed from a server-side cursor into a workbook.
 
-The delegation's person and unit lists are declared here (rows, search columns, formatters);
-their views show them, so an export has exactly the rows and cells its list shows."""
+The delegation's person and unit lists and finance's payments, transfers, refunds, statement
+lines and invoices are declared here (rows, search columns, formatters, labels); their views
+show them, so an export has exactly the rows and cells its list shows."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import sqlalchemy as sa
-from flask_appbuilder.models.sqla.filters import FilterEqualFunction
+from flask_appbuilder.models.sqla.filters import FilterEqual, FilterEqualFunction
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from openpyxl import Workbook
@@ -22,7 +23,7 @@ from app import models as m
 from app import storage
 from app.clock import SHANGHAI, now
 from app.extensions import db
-from app.formatting import fmt_money, fmt_value
+from app.formatting import fen_to_yuan, fmt_money, fmt_value
 from app.labels import COLUMN_LABELS, MASKED, fmt_entry_days
 from app.scoping.actor import Actor, acting_as
 from app.scoping.interface import ScopedInterface, filtered_ids
@@ -47,6 +48,8 @@ class Column:
     memo: bool = False
     # ID and mobile numbers: the view must mask them, or the export refuses to run.
     pii: bool = False
+    # Integer fen written as a number in yuan (two decimals), so the sheet can sum it.
+    money: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class Export:
     formatters_columns: dict[str, Callable[[Any], Any]]
     name: str
     query: Callable[[str], tuple[list[Column], sa.Select]]
+    # Headers the list labels its own way (else app.labels.COLUMN_LABELS); its view uses them.
+    label_columns: dict[str, Any] = field(default_factory=dict)
+    # The list's own order by id (the transfer queue lists the oldest first).
+    ascending: bool = False
 
 
 def _name(delegation: Any, language: str) -> Any:
@@ -147,6 +154,82 @@ def _invoices(language: str) -> tuple[list[Column], sa.Select]:
     return columns, stmt
 
 
+def _payments(language: str) -> tuple[list[Column], sa.Select]:
+    P, Ord = m.Payment, m.Order
+    columns = [
+        Column("number", P.number, 16),
+        Column("order.number", Ord.number, 14),
+        Column("channel", P.channel, 14, memo=True),
+        Column("status", P.status, 14, memo=True),
+        Column("amount_fen", P.amount_fen, 12, money=True),
+        Column("refunded_fen", P.refunded_fen, 12, money=True),
+        Column("payer_name", P.payer_name, 36),
+        Column("provider_trade_no", P.provider_trade_no, 28),
+        Column("confirmed_at", P.confirmed_at, 18),
+    ]
+    stmt = sa.select(*(c.expr for c in columns)).select_from(P).join(Ord, Ord.id == P.order_id)
+    return columns, stmt
+
+
+def _transfers(language: str) -> tuple[list[Column], sa.Select]:
+    """The bank-transfer queue as listed, but the voucher (a file, opened from the list)."""
+    P, Ord, U = m.Payment, m.Order, m.Unit
+    columns = [
+        Column("number", P.number, 16),
+        Column("order.number", Ord.number, 14),
+        Column("order.unit.name", U.name, 36),
+        Column("status", P.status, 14, memo=True),
+        Column("amount_fen", P.amount_fen, 12, money=True),
+        Column("payer_name", P.payer_name, 36),
+        Column("payer_bank", P.payer_bank, 28),
+        Column("payer_account", P.payer_account, 24),
+        Column("remitted_on", P.remitted_on, 12),
+        Column("reject_reason", P.reject_reason, 36),
+    ]
+    stmt = (sa.select(*(c.expr for c in columns)).select_from(P)
+            .join(Ord, Ord.id == P.order_id).join(U, U.id == Ord.unit_id))
+    return columns, stmt
+
+
+def _refunds(language: str) -> tuple[list[Column], sa.Select]:
+    R, P, U = m.Refund, m.Payment, m.Unit
+    columns = [
+        Column("number", R.number, 16),
+        Column("unit.name", U.name, 36),
+        Column("payment.number", P.number, 16),
+        Column("payment.channel", P.channel, 14, memo=True),
+        Column("route", R.route, 18, memo=True),
+        Column("amount_fen", R.amount_fen, 12, money=True),
+        Column("status", R.status, 14, memo=True),
+        Column("attempts", R.attempts, 8),
+        Column("created_at", R.created_at, 18),
+        Column("done_at", R.done_at, 18),
+    ]
+    stmt = (sa.select(*(c.expr for c in columns)).select_from(R)
+            .join(P, P.id == R.payment_id).join(U, U.id == R.unit_id))
+    return columns, stmt
+
+
+def _statement_lines(language: str) -> tuple[list[Column], sa.Select]:
+    L, Ord, P = m.BankStatementLine, m.Order, m.Payment
+    columns = [
+        Column("id", L.id, 10),
+        Column("booked_on", L.booked_on, 12),
+        Column("amount_fen", L.amount_fen, 12, money=True),
+        Column("reference", L.reference, 36),
+        Column("payer_name", L.payer_name, 36),
+        Column("payer_account", L.payer_account, 24),
+        Column("serial", L.serial, 24),
+        Column("status", L.status, 14, memo=True),
+        Column("match_method", L.match_method, 16, memo=True),
+        Column("order.number", Ord.number, 14),
+        Column("payment.number", P.number, 16),
+    ]
+    stmt = (sa.select(*(c.expr for c in columns)).select_from(L)
+            .outerjoin(Ord, Ord.id == L.order_id).outerjoin(P, P.id == L.payment_id))
+    return columns, stmt
+
+
 # The invoice type of a reversal in the export's SELECT (its kind otherwise).
 RED_LETTER = "red_letter"
 
@@ -171,6 +254,14 @@ def _cell_text(ws: Any, text: str) -> Any:
         cell.data_type = "s"
         return cell
     return text
+
+
+def _money_cell(ws: Any, fen: int | None) -> Any:
+    if fen is None:
+        return None
+    cell = WriteOnlyCell(ws, value=fen_to_yuan(fen))
+    cell.number_format = "#,##0.00"
+    return cell
 
 
 def _header_cell(ws: Any, text: str) -> WriteOnlyCell:
@@ -206,21 +297,26 @@ def write_export(spec: Export, actor: Actor, params: dict, progress: Progress) -
         ids = filtered_ids(ScopedInterface(model), spec.search_columns, spec.base_filters,
                            params.get("filters") or [])
         total = db.session.scalar(sa.select(sa.func.count()).select_from(ids.subquery()))
-        stmt = select.where(model.id.in_(ids)).order_by(model.id.desc())
+        stmt = select.where(model.id.in_(ids)).order_by(
+            model.id.asc() if spec.ascending else model.id.desc())
         formatters = [_formatter(spec, c) for c in columns]
+        money = [c.money for c in columns]
         workbook = Workbook(write_only=True)
         sheet = workbook.create_sheet(title=str(spec.title))
         for index, column in enumerate(columns, start=1):
             sheet.column_dimensions[get_column_letter(index)].width = column.width
         sheet.freeze_panes = "A2"
-        sheet.append([_header_cell(sheet, str(COLUMN_LABELS.get(c.key, c.key)))
+        sheet.append([_header_cell(sheet, str(spec.label_columns.get(c.key)
+                                              or COLUMN_LABELS.get(c.key, c.key)))
                       for c in columns])
         key = storage.new_key("xlsx")
         done = 0
         try:
             for row in db.session.execute(stmt.execution_options(yield_per=CHUNK)):
-                sheet.append([_cell_text(sheet, fmt(value))
-                              for fmt, value in zip(formatters, row, strict=True)])
+                sheet.append([_money_cell(sheet, value) if is_money
+                              else _cell_text(sheet, fmt(value))
+                              for fmt, is_money, value in zip(formatters, money, row,
+                                                              strict=True)])
                 done += 1
                 if done % PROGRESS_EVERY == 0:
                     progress(done, total)
@@ -247,7 +343,8 @@ UNITS = Export(
 PERSONS = Export(
     m.PersonRegistration, _l("Persons"), _CURRENT_EDITION,
     search_columns=["status", "tag", "is_reuse", "person_name", "unit_name",
-                    "unit_delegation_id", "unit_sub_delegation_id", "submitted_at"],
+                    "unit_delegation_id", "unit_sub_delegation_id", "submitted_at",
+                    "person_id_search", "person_mobile_search"],
     formatters_columns={"person.id_number": MASKED["person.id_number"],
                         "person.mobile": MASKED["person.mobile"],
                         "entry_days": fmt_entry_days},
@@ -261,6 +358,50 @@ INVOICES = Export(
     formatters_columns={"invoice_type": fmt_invoice_type,
                         "signed_amount_fen": fmt_signed_money},
     name="invoices", query=_invoices)
+
+
+PAYMENTS = Export(
+    m.Payment, _l("Payments"), [],
+    search_columns=["number", "channel", "status", "provider_trade_no", "confirmed_at"],
+    formatters_columns={}, name="payments", query=_payments,
+    label_columns={"provider_trade_no": _l("Provider's trade number")})
+TRANSFERS = Export(
+    m.Payment, _l("Bank transfers"), [["channel", FilterEqual, m.PaymentChannel.transfer]],
+    search_columns=["status", "number", "payer_name", "remitted_on"],
+    formatters_columns={}, name="transfers", query=_transfers, ascending=True)
+REFUNDS = Export(
+    m.Refund, _l("Refunds"), [],
+    search_columns=["status", "route", "number", "created_at"],
+    formatters_columns={}, name="refunds", query=_refunds,
+    label_columns={"payment.number": _l("Payment record"), "payment.channel": _l("Payment method"),
+                   "done_at": _l("Refunded at")})
+STATEMENT_LINES = Export(
+    m.BankStatementLine, _l("Bank statements"), [],
+    search_columns=["status", "reference", "payer_name", "serial", "booked_on"],
+    formatters_columns={}, name="statements", query=_statement_lines,
+    label_columns={"id": _l("Line"), "booked_on": _l("Booked on"), "reference": _l("Memo"),
+                   "serial": _l("Bank serial number"), "match_method": _l("Matched by"),
+                   "order.number": _l("Order"), "payment.number": _l("Payment record")})
+
+
+@operation("export_payments")
+def export_payments(actor: Actor, params: dict, progress: Progress) -> dict:
+    return write_export(PAYMENTS, actor, params, progress)
+
+
+@operation("export_transfers")
+def export_transfers(actor: Actor, params: dict, progress: Progress) -> dict:
+    return write_export(TRANSFERS, actor, params, progress)
+
+
+@operation("export_refunds")
+def export_refunds(actor: Actor, params: dict, progress: Progress) -> dict:
+    return write_export(REFUNDS, actor, params, progress)
+
+
+@operation("export_statements")
+def export_statements(actor: Actor, params: dict, progress: Progress) -> dict:
+    return write_export(STATEMENT_LINES, actor, params, progress)
 
 
 @operation("export_invoices")

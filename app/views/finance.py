@@ -24,6 +24,7 @@ from markupsafe import Markup
 
 from app import models as m
 from app.clock import today_shanghai
+from app.exports import PAYMENTS, REFUNDS, STATEMENT_LINES, TRANSFERS
 from app.extensions import db
 from app.scoping.actor import current_actor
 from app.scoping.interface import ScopedInterface, Selection
@@ -63,8 +64,11 @@ class FinancePaymentView(ScopedModelView):
                     "payer_name", "provider_trade_no", "confirmed_at"]
     show_columns = list_columns + ["payer_bank", "payer_account", "remitted_on",
                                    "reject_reason", "created_at"]
-    search_columns = ["number", "channel", "status", "provider_trade_no", "confirmed_at"]
-    base_permissions = ["can_list", "can_show"]
+    # The export writes the rows of the same filters (app.exports.PAYMENTS), and so on below.
+    search_columns = PAYMENTS.search_columns
+    base_permissions = ["can_list", "can_show", "can_export"]
+    label_columns = PAYMENTS.label_columns
+    export_operation = "export_payments"
 
 
 class FinanceTransferView(ScopedModelView):
@@ -74,16 +78,17 @@ class FinanceTransferView(ScopedModelView):
     class_permission_name = "FinanceTransfers"
     datamodel = ScopedInterface(m.Payment)
     title = _l("Bank transfers")
-    base_filters = [["channel", FilterEqual, m.PaymentChannel.transfer]]
+    base_filters = TRANSFERS.base_filters
     base_order = ("id", "asc")
     list_columns = ["number", "order.number", "order.unit.name", "status", "amount_fen",
                     "payer_name", "payer_bank", "payer_account", "remitted_on", "voucher",
                     "reject_reason"]
     show_columns = list_columns + ["payer_tax_id", "created_at", "confirmed_at"]
-    search_columns = ["status", "number", "payer_name", "remitted_on"]
-    base_permissions = ["can_list", "can_show", "can_voucher"]
+    search_columns = TRANSFERS.search_columns
+    base_permissions = ["can_list", "can_show", "can_voucher", "can_export"]
     formatters_columns = {"voucher": voucher_link}
     label_columns = {"voucher": _l("Voucher")}
+    export_operation = "export_transfers"
     reason_actions = ("reject_transfers",)
 
     @batch_action("confirm_transfers", _l("Confirm received"),
@@ -134,14 +139,14 @@ class BankStatementView(ScopedModelView):
                     "payer_account", "serial", "status", "match_method", "order.number",
                     "payment.number"]
     show_columns = list_columns + ["line_no", "statement_import", "imported_at"]
-    search_columns = ["status", "reference", "payer_name", "serial", "booked_on"]
-    base_permissions = ["can_list", "can_show", "can_import", "can_match", "can_report"]
+    search_columns = STATEMENT_LINES.search_columns
+    base_permissions = ["can_list", "can_show", "can_import", "can_match", "can_report",
+                        "can_export"]
     formatters_columns = {"id": statement_match_link}
-    label_columns = {"id": _l("Line (match by hand)"), "booked_on": _l("Booked on"),
-                     "reference": _l("Memo"), "serial": _l("Bank serial number"),
-                     "match_method": _l("Matched by"), "order.number": _l("Order"),
-                     "payment.number": _l("Payment"), "statement_import": _l("Imported file"),
+    label_columns = {**STATEMENT_LINES.label_columns, "id": _l("Line (match by hand)"),
+                     "statement_import": _l("Imported file"),
                      "line_no": _l("Row in the file")}
+    export_operation = "export_statements"
 
     @expose("/import", methods=["GET", "POST"])
     @has_access
@@ -243,14 +248,14 @@ class FinanceRefundView(ScopedModelView):
                     "amount_fen", "status", "attempts", "created_at", "done_at"]
     show_columns = list_columns + ["account_name", "account_bank", "account_no",
                                    "provider_refund_id", "reason"]
-    search_columns = ["status", "route", "number", "created_at"]
-    base_permissions = ["can_list", "can_show"]
+    search_columns = REFUNDS.search_columns
+    base_permissions = ["can_list", "can_show", "can_export"]
+    export_operation = "export_refunds"
     # Finance reads this dialog; the unit reads the reason.
     reason_actions = {"reject_refunds": (
         _l("Reason for rejecting the refund (the unit will see it):"),
         _l("Enter the reason for rejecting the refund; the unit will see it."))}
-    label_columns = {"payment.number": _l("Payment"), "payment.channel": _l("Payment method"),
-                     "done_at": _l("Refunded at")}
+    label_columns = REFUNDS.label_columns
 
     @batch_action("approve_refunds", _l("Approve"), None, "fa-check")
     def approve_refunds(self, selection: Selection):

@@ -7,7 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from flask import abort, current_app, flash, redirect, request, send_from_directory, url_for
+from flask import (
+    abort,
+    current_app,
+    flash,
+    redirect,
+    request,
+    send_from_directory,
+    session,
+    url_for,
+)
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.forms import DynamicForm
 from flask_appbuilder.security.decorators import has_access, permission_name
@@ -19,14 +28,17 @@ from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 from app import models as m
+from app import storage
 from app.exports import INVOICES
 from app.extensions import db
 from app.formatting import fmt_datetime, fmt_money
+from app.input_checks import too_long
 from app.scoping.actor import current_actor
 from app.scoping.interface import ScopedInterface, Selection
 from app.scoping.rules import get_scoped, scoped
 from app.views.base import ScopedModelView, attempt, batch_action
 from app.workflow import invoices
+from app.workflow.errors import InputRefused
 
 INVOICE_LABELS = {
     "number": _l("Invoice number"),
@@ -244,6 +256,13 @@ class MailForm(DynamicForm):
     tracking_no = StringField(_l("Tracking number"), validators=[DataRequired(), Length(max=64)])
 
 
+# The uploaded list waiting for finance's confirmation: {key, mode, file, carrier}.
+BATCH_SESSION = "paper_invoice_batch"
+BATCH_MODE_FIELD = _l("What the list does")
+BATCH_MODE_LABELS = {"issue": _l("Issue: the paper invoices were printed"),
+                     "mail": _l("Mark as mailed: the paper invoices were sent")}
+
+
 class FinanceInvoiceView(InvoiceFiles, ScopedModelView):
     """Finance's invoice queue: every invoice, filters, paper issue and mailing, returns,
     rejections."""
@@ -261,8 +280,9 @@ class FinanceInvoiceView(InvoiceFiles, ScopedModelView):
     search_columns = INVOICES.search_columns
     order_columns = ["number", "status", "buyer_name", "created_at", "issued_at"]
     base_permissions = ["can_list", "can_show", "can_download", "can_issue", "can_mail",
-                        "can_export"]
+                        "can_export", "can_batch"]
     label_columns = INVOICE_LABELS
+    list_template = "ciie/finance/invoices.html"
     formatters_columns = {"pdf_key": pdf_link("FinanceInvoiceView"),
                           "signed_amount_fen": signed_money, "invoice_type": invoice_type}
     export_operation = "export_invoices"
@@ -333,3 +353,78 @@ class FinanceInvoiceView(InvoiceFiles, ScopedModelView):
                                             form.tracking_no.data), _("Saved.")):
             return redirect(url_for("FinanceInvoiceView.show", pk=invoice.id))
         return form_page(self, form, _("Paper invoice mailed"), self._summary(invoice))
+
+    # ---- paper invoices in batches: upload → preview → confirm ------------------------------
+
+    @expose("/batch", methods=["GET", "POST"])
+    @has_access
+    @permission_name("batch")
+    def batch(self):
+        """Finance uploads the list of paper invoices it printed (order number, invoice
+        number) or mailed (order number, tracking number, carrier): a preview says which rows
+        apply and why the others do not; nothing changes until finance confirms."""
+        if request.method == "GET":
+            return self.render_template(
+                "ciie/finance/invoice_batch.html", title=_("Paper invoices from a list"),
+                columns=invoices.batch_labels(), modes=BATCH_MODE_LABELS)
+        mode = request.form.get("mode", "")
+        if mode not in BATCH_MODE_LABELS:
+            raise InputRefused(_l("Check \"%(field)s\": choose one of the options offered. "
+                                  "Nothing was changed.", field=BATCH_MODE_FIELD))
+        carrier = (request.form.get("carrier") or "").strip()
+        if len(carrier) > invoices.CARRIER_MAX:
+            raise too_long("carrier", invoices.CARRIER_MAX, len(carrier))
+        upload = request.files.get("invoice_list")
+        if upload is None or not upload.filename:
+            raise InputRefused(_l("Check \"%(field)s\": choose the file to upload. Nothing "
+                                  "was changed.", field=invoices.BATCH_FILE_FIELD))
+        most = current_app.config["MAX_DOCUMENT_BYTES"]
+        data = upload.read(most + 1)
+        if len(data) > most:
+            raise InputRefused(_l("Check \"%(field)s\": the file is larger than %(mb)d MB. "
+                                  "Nothing was changed.", field=invoices.BATCH_FILE_FIELD,
+                                  mb=most // 1024 // 1024))
+        rows = invoices.plan_paper_batch(current_actor(), mode, data, upload.filename, carrier)
+        # The confirmation applies this very file, read again then: the invoices may have
+        # moved since the preview, and each row is checked again as it is applied.
+        previous = session.pop(BATCH_SESSION, None)
+        if previous:
+            storage.remove(previous["key"])
+        key = storage.store(data, upload.filename.rsplit(".", 1)[-1].lower())
+        session[BATCH_SESSION] = {"key": key, "mode": mode, "file": upload.filename[:200],
+                                  "carrier": carrier}
+        return self.render_template(
+            "ciie/finance/invoice_batch_preview.html", title=_("Check the list"), rows=rows,
+            mode=mode, mode_label=BATCH_MODE_LABELS[mode], file_name=upload.filename,
+            batch_key=key, applying=sum(1 for r in rows if r.applies))
+
+    @expose("/batch/confirm", methods=["POST"])
+    @has_access
+    @permission_name("batch")
+    def batch_confirm(self):
+        pending = session.get(BATCH_SESSION)
+        data = None
+        if pending and request.form.get("batch") == pending["key"]:
+            try:
+                with open(storage.path_of(pending["key"]), "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                session.pop(BATCH_SESSION, None)
+        if data is None:
+            flash(_("This list was already applied or is no longer waiting; upload it again."),
+                  "warning")
+            return redirect(url_for("FinanceInvoiceView.batch"))
+        actor = current_actor()
+        rows = invoices.plan_paper_batch(actor, pending["mode"], data, pending["file"],
+                                         pending["carrier"])
+        outcome = {}
+        if not attempt(lambda: outcome.update(result=invoices.apply_paper_batch(
+                actor, pending["mode"], rows, pending["file"]))):
+            return redirect(url_for("FinanceInvoiceView.batch"))
+        session.pop(BATCH_SESSION, None)
+        storage.remove(pending["key"])
+        return self.render_template(
+            "ciie/finance/invoice_batch_result.html", title=_("Paper invoices from a list"),
+            result=outcome["result"], mode_label=BATCH_MODE_LABELS[pending["mode"]],
+            file_name=pending["file"])
+

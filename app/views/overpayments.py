@@ -28,7 +28,7 @@ class FinanceOverpaymentView(ScopedModelView):
     show_columns = list_columns + ["payment.number", "payer_account", "refund_message"]
     search_columns = ["status", "channel", "number", "reference", "created_at"]
     base_permissions = ["can_list", "can_show"]
-    label_columns = {"order.number": _l("Order"), "payment.number": _l("Payment"),
+    label_columns = {"order.number": _l("Order"), "payment.number": _l("Payment record"),
                      "cause": _l("Why"), "reference": _l("Provider trade or bank reference"),
                      "refund_reference": _l("Refund reference"),
                      "refund_message": _l("Provider's answer"),

@@ -45,7 +45,7 @@ class UnitRefundView(ScopedModelView):
     show_columns = list_columns + ["account_name", "account_bank", "account_no"]
     search_columns = ["status"]
     base_permissions = ["can_list", "can_show", "can_request"]
-    label_columns = {"payment.number": _l("Payment"), "done_at": _l("Refunded at")}
+    label_columns = {"payment.number": _l("Payment record"), "done_at": _l("Refunded at")}
 
     def _list(self, **kwargs):
         widgets = super()._list(**kwargs)

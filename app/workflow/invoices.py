@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -30,14 +31,16 @@ from app.clock import now
 from app.documents import invoices as invoice_pdf
 from app.extensions import db, queue
 from app.formatting import fmt_money
+from app.labels import COLUMN_LABELS
 from app.scoping.actor import FINANCE, SYSTEM, WRITE, Actor
 from app.scoping.rules import get_scoped, scoped
 from app.validation import ValidationFailed, normalise_uscc
+from app.workflow import statements
 from app.workflow.audit import record, record_many
-from app.workflow.errors import BatchResult, WorkflowError
+from app.workflow.errors import BatchResult, InputRefused, WorkflowError
 from app.workflow.notices import Notice, create_notices, enqueue_sends, render
 from app.workflow.numbers import reserve
-from app.workflow.transitions import Move, as_id_select, move, table
+from app.workflow.transitions import Move, as_id_select, move, table, wrong_state
 
 log = logging.getLogger(__name__)
 
@@ -501,6 +504,241 @@ def confirm_returned(actor: Actor, invoice_ids: Iterable[int] | sa.Select) -> Ba
     return move(actor, Inv, invoice_ids, INVOICE_MOVES["void"], label=_label(),
                 checks=[(Inv.kind == IK.paper_special,
                          _l("an e-invoice is voided by its reversal"))])
+
+
+# --------------------------------------------------------------------------------------------
+# Paper invoices in batches: finance uploads the list of what it printed or mailed
+# --------------------------------------------------------------------------------------------
+
+BATCH_FILE_FIELD = _l("List of paper invoices")
+BATCH_EXTENSIONS = (".xlsx", ".xls", ".csv")
+# What a batch does to each invoice it lists, and the columns its file must have.
+BATCH_MODES = {"issue": (INVOICE_MOVES["issue"], ("reference", "number")),
+               "mail": (INVOICE_MOVES["mail"], ("reference", "tracking_no"))}
+# Each column by its header: the labels of finance's own invoice export (so an exported list,
+# filled in, comes back as is) in either language, and the words finance commonly uses.
+BATCH_COLUMNS = {
+    "reference": ("order.number", ("订单号", "订单编号", "order number", "order no")),
+    "number": ("invoice_number", ("发票号", "invoice no", "number")),
+    "carrier": ("carrier", ("快递公司", "物流公司", "承运商")),
+    "tracking_no": ("tracking_no", ("快递单号", "运单号", "物流单号", "tracking no")),
+}
+BATCH_REFUSALS = {
+    "no_reference": _l("no order number"),
+    "unknown": _l("no invoice request of this order"),
+    "twice": _l("the list names this order more than once"),
+    "e_invoice": _l("e-invoices are issued by the system"),
+    "bad_number": _l("not an invoice number (8 to 20 digits)"),
+    "number_twice": _l("the list gives this invoice number more than once"),
+    "number_used": _l("this invoice number is already used by another invoice"),
+    "no_tracking": _l("no tracking number"),
+    "bad_tracking": _l("the tracking number is longer than 64 characters"),
+    "no_carrier": _l("no carrier: add a carrier column or enter the carrier on the page"),
+}
+TRACKING_MAX = 64
+CARRIER_MAX = 50
+
+
+@dataclass
+class BatchRow:
+    """One row of an uploaded list, as the preview shows it: what it names, the invoice it
+    reaches, and why it is refused (a reason of BATCH_REFUSALS, or the invoice's wrong state)."""
+
+    row: int
+    reference: str
+    number: str = ""
+    carrier: str = ""
+    tracking_no: str = ""
+    invoice_id: int | None = None
+    unit_name: str = ""
+    refusal: Any = None
+
+    @property
+    def applies(self) -> bool:
+        return self.refusal is None
+
+
+def _batch_refused(problem: Any) -> InputRefused:
+    return InputRefused(_l("Check \"%(field)s\": %(problem)s Nothing was changed.",
+                           field=BATCH_FILE_FIELD, problem=problem))
+
+
+def _batch_cells(data: bytes, file_name: str) -> list[list[Any]]:
+    """The file's cells, read as the bank statements are (xlsx, xls, CSV in UTF-8 or GBK)."""
+    if not (file_name or "").lower().endswith(BATCH_EXTENSIONS):
+        raise _batch_refused(_l("choose an Excel (.xlsx) or CSV file."))
+    if not data:
+        raise _batch_refused(_l("the file is empty."))
+    try:
+        return statements.read_rows(data, file_name)
+    except WorkflowError:
+        raise _batch_refused(_l("the file cannot be read: save it as Excel (.xlsx) or as CSV "
+                                "(UTF-8 or GBK) and upload it again.")) from None
+
+
+def _batch_header(rows: list[list[Any]], needed: tuple[str, ...]
+                  ) -> tuple[int, dict[str, int]]:
+    """The header row (the first with the columns the batch needs) and each column's index."""
+    names: dict[str, str] = {}
+    for column, (label_key, extra) in BATCH_COLUMNS.items():
+        for language in ("zh", "en"):
+            with force_locale(language):
+                names[statements._norm_header(str(COLUMN_LABELS[label_key]))] = column
+        names.update({statements._norm_header(word): column for word in extra})
+    for index, row in enumerate(rows[:statements.HEADER_SCAN_ROWS]):
+        columns: dict[str, int] = {}
+        for position, cell in enumerate(row):
+            column = names.get(statements._norm_header(cell))
+            if column and column not in columns:
+                columns[column] = position
+        if all(c in columns for c in needed):
+            return index, columns
+    raise _batch_refused(_l("no header row naming the columns %(columns)s was found in its "
+                            "first %(rows)d rows.", rows=statements.HEADER_SCAN_ROWS,
+                            columns=", ".join(f"\u201c{_batch_label(c)}\u201d"
+                                              for c in needed)))
+
+
+def _batch_label(column: str) -> str:
+    return str(COLUMN_LABELS[BATCH_COLUMNS[column][0]])
+
+
+def batch_labels() -> dict[str, str]:
+    """The columns' headers in the reader's language, for the upload page's instructions."""
+    return {column: _batch_label(column) for column in BATCH_COLUMNS}
+
+
+def plan_paper_batch(actor: Actor, mode: str, data: bytes, file_name: str,
+                     carrier: str = "") -> list[BatchRow]:
+    """Read an uploaded list of paper invoices to issue (order number and printed invoice
+    number) or to mark mailed (order number, tracking number and carrier, or the carrier
+    given for the whole list) and say for each row whether it applies or why not. Reads the
+    invoices in two queries, whatever the length of the list; changes nothing."""
+    _require_finance(actor)
+    if mode not in BATCH_MODES:
+        raise WorkflowError(_l("Choose what the list does."), 400)
+    step, needed = BATCH_MODES[mode]
+    cells = _batch_cells(data, file_name)
+    header, columns = _batch_header(cells, needed)
+
+    def cell(row: list[Any], column: str) -> str:
+        i = columns.get(column)
+        return statements._cell_text(row[i]) if i is not None and i < len(row) else ""
+
+    carrier = (carrier or "").strip()
+    rows = []
+    for index in range(header + 1, len(cells)):
+        raw = cells[index]
+        if not any(statements._cell_text(c) for c in raw):
+            continue
+        rows.append(BatchRow(
+            row=index + 1, reference=statements._norm_key(cell(raw, "reference")),
+            number=re.sub(r"\s", "", cell(raw, "number")),
+            carrier=(cell(raw, "carrier") or carrier)[:CARRIER_MAX],
+            tracking_no=re.sub(r"\s", "", cell(raw, "tracking_no"))))
+    _check_batch(actor, mode, step, rows)
+    return rows
+
+
+def _check_batch(actor: Actor, mode: str, step: Move, rows: list[BatchRow]) -> None:
+    references = [r.reference for r in rows if r.reference]
+    found = {}
+    # The latest invoice of each order (a rejected or withdrawn request may precede it).
+    for invoice in db.session.execute(scoped(
+            sa.select(Inv.id, Inv.status, Inv.kind, Inv.number, m.Order.number.label("order"),
+                      m.Unit.name.label("unit"))
+            .join(m.Order, m.Order.id == Inv.order_id).join(m.Unit, m.Unit.id == Inv.unit_id)
+            .where(m.Order.number.in_(set(references)), Inv.reversal_of_id.is_(None))
+            .order_by(Inv.id), Inv, actor, WRITE)):
+        found[invoice.order] = invoice
+    numbers = [r.number for r in rows if r.number] if mode == "issue" else []
+    used = set(db.session.scalars(sa.select(Inv.number).where(
+        Inv.number.in_(set(numbers))))) if numbers else set()
+    times, number_times = Counter(references), Counter(numbers)
+    for row in rows:
+        invoice = found.get(row.reference)
+        if invoice is not None:
+            row.invoice_id, row.unit_name = invoice.id, invoice.unit
+        row.refusal = _row_refusal(mode, step, row, invoice, times, number_times, used)
+
+
+def _row_refusal(mode: str, step: Move, row: BatchRow, invoice: Any, times: Counter,
+                 number_times: Counter, used: set[str]) -> Any:
+    if not row.reference:
+        return BATCH_REFUSALS["no_reference"]
+    if mode == "issue" and not PAPER_NUMBER.match(row.number):
+        return BATCH_REFUSALS["bad_number"]
+    if mode == "mail":
+        if not row.tracking_no:
+            return BATCH_REFUSALS["no_tracking"]
+        if len(row.tracking_no) > TRACKING_MAX:
+            return BATCH_REFUSALS["bad_tracking"]
+        if not row.carrier:
+            return BATCH_REFUSALS["no_carrier"]
+    if invoice is None:
+        return BATCH_REFUSALS["unknown"]
+    if times[row.reference] > 1:
+        return BATCH_REFUSALS["twice"]
+    if invoice.kind is not IK.paper_special:
+        return BATCH_REFUSALS["e_invoice"]
+    if invoice.status not in step.from_:
+        return wrong_state(invoice.status)
+    if mode == "issue":
+        if number_times[row.number] > 1:
+            return BATCH_REFUSALS["number_twice"]
+        if row.number in used:
+            return BATCH_REFUSALS["number_used"]
+    return None
+
+
+def apply_paper_batch(actor: Actor, mode: str, rows: list[BatchRow],
+                      file_name: str) -> BatchResult:
+    """Issue, or mark mailed, every row of the list that applies, in one transaction through
+    the invoice's moves (audited; a row another request moved meanwhile is refused with what
+    happened to it); the rows the list refused are reported with their reason. Mailed units
+    get their e-mail after the commit."""
+    _require_finance(actor)
+    step, _needed = BATCH_MODES[mode]
+    ok = {r.invoice_id: r for r in rows if r.applies and r.invoice_id is not None}
+    result = BatchResult()
+    # Why: the audit trail says the move came from this list.
+    reason = _("From the uploaded list %(file)s", file=(file_name or "")[:200])
+    if ok:
+        if mode == "issue":
+            values: dict[str, Any] = {
+                "number": sa.case({i: r.number for i, r in ok.items()}, value=Inv.id),
+                "issued_at": now()}
+        else:
+            values = {"carrier": sa.case({i: r.carrier for i, r in ok.items()}, value=Inv.id),
+                      "tracking_no": sa.case({i: r.tracking_no for i, r in ok.items()},
+                                             value=Inv.id)}
+        try:
+            result = move(actor, Inv, list(ok), step, label=_label(), commit=False,
+                          reason=reason, values=values,
+                          checks=[(Inv.kind == IK.paper_special,
+                                   BATCH_REFUSALS["e_invoice"])])
+        except IntegrityError:
+            # Another invoice took one of the numbers meanwhile: the list is refused whole.
+            db.session.rollback()
+            raise WorkflowError(_l("An invoice number of the list was used by another invoice "
+                                   "meanwhile; nothing was changed. Upload the list again to "
+                                   "see which.")) from None
+    for row in rows:
+        if not row.applies:
+            result.refuse(row.invoice_id or 0, _batch_row_label(row), row.refusal)
+    by_id = {r.invoice_id: r for r in rows}
+    for refusal in result.refused:
+        if refusal.record_id in ok:
+            refusal.label = _batch_row_label(by_id[refusal.record_id])
+    notification_ids = create_notices(invoice_notices(result.done, "mailed")) \
+        if mode == "mail" and result.done else []
+    db.session.commit()
+    enqueue_sends(notification_ids)
+    return result
+
+
+def _batch_row_label(row: BatchRow) -> str:
+    return _("row %(row)d, %(order)s", row=row.row, order=row.reference or "-")
 
 
 # --------------------------------------------------------------------------------------------
