@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 
 from app import models as m
@@ -32,6 +33,8 @@ from app.workflow.errors import BatchResult, WorkflowError
 log = logging.getLogger(__name__)
 
 Operation = Callable[[Actor, dict, Callable[[int, int], None]], Any]
+# The languages a report keeps each refusal's reason in.
+LANGUAGES = ("zh", "en")
 OPERATIONS: dict[str, Operation] = {}
 TS = m.TaskStatus
 
@@ -45,10 +48,52 @@ def operation(name: str) -> Callable[[Operation], Operation]:
 
 
 def report(result: Any) -> dict:
-    """A BatchResult as the task report: counts and each refused row with its reason."""
+    """A BatchResult as the task report: counts and each refused row with its reason in
+    both languages (its page shows them in the reader's, whoever started it in which)."""
+    texts: dict[int, dict[str, str]] = {}
+    for language in LANGUAGES:
+        with force_locale(language):
+            # One rendering per distinct reason object: a batch's refusals share a few.
+            rendered: dict[int, str] = {}
+            for refusal in result.refused:
+                key = id(refusal.reason)
+                if key not in rendered:
+                    rendered[key] = str(refusal.reason)
+                texts.setdefault(key, {})[language] = rendered[key]
     return {"done": result.done_count,
-            "refused": [{"label": str(r.label), "reason": str(r.reason)}
-                        for r in result.refused]}
+            "refused": [{"id": r.record_id, "label": str(r.label),
+                         "reason": texts[id(r.reason)]} for r in result.refused]}
+
+
+def reason_text(reason: Any, language: str) -> str:
+    """A refusal's reason as a report keeps it, in `language` (earlier reports kept one)."""
+    if isinstance(reason, dict):
+        return reason.get(language) or next(iter(reason.values()), "")
+    return str(reason or "")
+
+
+def group_refusals(result: dict | None, language: str) -> list[dict]:
+    """A report's refused rows grouped by reason, the largest group first: [{"reason",
+    "count", "rows": [{"id", "label"}, …]}, …]."""
+    groups: dict[str, list[dict]] = {}
+    for refusal in (result or {}).get("refused") or []:
+        groups.setdefault(reason_text(refusal.get("reason"), language), []).append(
+            {"id": refusal.get("id"), "label": refusal.get("label", "")})
+    return [{"reason": reason, "count": len(rows), "rows": rows}
+            for reason, rows in sorted(groups.items(), key=lambda group: -len(group[1]))]
+
+
+def store_report(actor: Actor, name: str, result: BatchResult,
+                 params: dict) -> m.BackgroundTask:
+    """Keep the report of a batch that ran inline as a finished task: its page is the one a
+    background batch's report has, and only its owner reads it."""
+    total = result.done_count + len(result.refused)
+    task = m.BackgroundTask(operation=name, user_id=actor.user_id, params=params, total=total,
+                            processed=total, status=TS.done, result=report(result),
+                            finished_at=now())
+    db.session.add(task)
+    db.session.commit()
+    return task
 
 
 def _set(task_id: int, **values: Any) -> None:

@@ -1,18 +1,38 @@
-"""The page of a background task: a progress bar while it runs, then its report or file."""
+"""The page of a background task: a progress bar while it runs, then its report or file.
+A batch's report (inline or in the background) groups its refused rows by reason, pages the
+rows of each, downloads as Excel and leads back to the list it was started from."""
 from __future__ import annotations
 
-from flask import abort, current_app, jsonify, redirect, send_from_directory, url_for
+import tempfile
+
+from flask import (
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    request,
+    send_file,
+    send_from_directory,
+    url_for,
+)
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_babel import gettext as _
+from openpyxl import Workbook
 
 from app import models as m
+from app.clock import SHANGHAI
+from app.exports import _cell_text, _header_cell
 from app.extensions import db
 from app.formatting import fmt_datetime
+from app.i18n import current_language
 from app.scoping.actor import current_actor
 from app.scoping.rules import get_scoped
-from app.tasks import fail_stalled_tasks, run_again
+from app.tasks import fail_stalled_tasks, group_refusals, run_again
 from app.views.base import attempt
+
+# Refused rows shown per page under one reason.
+ROWS_PER_PAGE = 50
 
 
 def _task(task_id: int) -> m.BackgroundTask:
@@ -35,6 +55,18 @@ def task_state(task: m.BackgroundTask) -> dict:
             "finished_at": fmt_datetime(task.finished_at)}
 
 
+def _back_url(task: m.BackgroundTask) -> str | None:
+    """The list the batch was started from, with its filters; only a path on this site."""
+    back = (task.params or {}).get("back")
+    return back if isinstance(back, str) and back.startswith("/") \
+        and not back.startswith("//") else None
+
+
+def _arg(name: str) -> int:
+    value = request.args.get(name, type=int)
+    return value if value is not None and value >= 0 else 0
+
+
 class TaskView(BaseView):
     """Every signed-in role may follow its own tasks (scoped to the user who started them)."""
 
@@ -46,7 +78,18 @@ class TaskView(BaseView):
     @permission_name("show")
     def show(self, task_id: int):
         task = _task(task_id)
-        return self.render_template("ciie/task.html", task=task, state=task_state(task))
+        groups = group_refusals(task.result, current_language())
+        # One reason's rows are paged (?reason=&page=); every other reason shows its first page.
+        chosen, page = _arg("reason"), _arg("page")
+        for index, group in enumerate(groups):
+            pages = max(1, -(-group["count"] // ROWS_PER_PAGE))
+            group["page"] = min(page, pages - 1) if index == chosen else 0
+            group["pages"] = pages
+            start = group["page"] * ROWS_PER_PAGE
+            group["shown"] = group["rows"][start:start + ROWS_PER_PAGE]
+            group["first"] = start + 1
+        return self.render_template("ciie/task.html", task=task, state=task_state(task),
+                                    groups=groups, back_url=_back_url(task))
 
     @expose("/<int:task_id>/status")
     @has_access
@@ -64,6 +107,35 @@ class TaskView(BaseView):
         download = (task.result or {}).get("filename") or task.file_key
         return send_from_directory(current_app.config["UPLOAD_FOLDER"], task.file_key,
                                    as_attachment=True, download_name=download)
+
+    @expose("/<int:task_id>/report.xlsx")
+    @has_access
+    @permission_name("show")
+    def report_xlsx(self, task_id: int):
+        """The batch's refused rows as a workbook: one row each, with its reason."""
+        task = _task(task_id)
+        if task.status is not m.TaskStatus.done or not (task.result or {}).get("refused"):
+            abort(404)
+        workbook = Workbook(write_only=True)
+        sheet = workbook.create_sheet(title=_("Not done"))
+        for letter, width in (("A", 12), ("B", 40), ("C", 70)):
+            sheet.column_dimensions[letter].width = width
+        sheet.freeze_panes = "A2"
+        sheet.append([_header_cell(sheet, text) for text in
+                      (_("Record ID"), _("Record name"), _("Reason"))])
+        for group in group_refusals(task.result, current_language()):
+            for row in group["rows"]:
+                sheet.append([row["id"], _cell_text(sheet, str(row["label"])),
+                              _cell_text(sheet, group["reason"])])
+        # Written to disk as it goes (a write-only workbook keeps no rows in memory).
+        out = tempfile.TemporaryFile()
+        workbook.save(out)
+        out.seek(0)
+        stamp = (task.finished_at or task.created_at).astimezone(SHANGHAI)
+        return send_file(out, as_attachment=True,
+                         download_name=f"ciie-report-{task.id}-{stamp:%Y%m%d-%H%M}.xlsx",
+                         mimetype="application/vnd.openxmlformats-officedocument"
+                                  ".spreadsheetml.sheet")
 
     @expose("/<int:task_id>/run-again", methods=["POST"])
     @has_access

@@ -1,5 +1,7 @@
 """Batch operations by name: what a view runs inline for small selections and a background
-task runs for large ones (see app.tasks). One table maps each name to its workflow function."""
+task runs for large ones (see app.tasks). One table maps each name to its workflow function,
+another to the moves it makes (which rows it can change: the "all matching" confirmation
+counts them)."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -18,6 +20,13 @@ from app.workflow import (
     review,
     units,
 )
+from app.workflow.claim_rules import CLAIM_MOVES
+from app.workflow.notices import NOTICE_MOVES
+from app.workflow.payments import PAYMENT_MOVES
+from app.workflow.persons import PERSON_MOVES
+from app.workflow.refunds import REFUND_MOVES
+from app.workflow.transitions import Move
+from app.workflow.units import UNIT_MOVES
 
 
 def on_ids(fn: Callable[..., Any], *args: Any, reason: bool = False, progress: bool = False,
@@ -59,3 +68,28 @@ OPERATIONS.update({
     "print_badges": on_ids(badges.print_sheet, progress=True),
     "reprint_badges": on_ids(badges.print_sheet, progress=True, new_codes=True),
 })
+
+# The entries of the transition tables each operation moves rows along: a row in none of
+# their from-states is refused by the operation, so a confirmation counts it as skipped.
+# Operations that move no status (printing a sheet) have no entry.
+OPERATION_MOVES: dict[str, tuple[Move, ...]] = {
+    "approve_units": (UNIT_MOVES["approve"],),
+    "return_units": (UNIT_MOVES["return"],),
+    "reject_units": (UNIT_MOVES["reject"],),
+    "approve_claims": (CLAIM_MOVES["approve"],),
+    "reject_claims": (CLAIM_MOVES["reject"],),
+    "submit_persons": (PERSON_MOVES["submit"], PERSON_MOVES["submit_reuse"]),
+    **{f"tag_{tag.value}": (PERSON_MOVES["tag"], PERSON_MOVES["tag_reuse"]) for tag in m.Tag},
+    "lock_persons": (PERSON_MOVES["lock_paying"], PERSON_MOVES["lock_free"]),
+    "cancel_persons": (PERSON_MOVES["cancel"],),
+    "confirm_transfers": (PAYMENT_MOVES["confirm"],),
+    "reject_transfers": (PAYMENT_MOVES["reject"],),
+    "resend_notifications": (NOTICE_MOVES["resend"],),
+    "approve_refunds": (REFUND_MOVES["approve"],),
+    "reject_refunds": (REFUND_MOVES["reject"],),
+    "execute_refunds": (REFUND_MOVES["execute"],),
+    "complete_refunds": (REFUND_MOVES["done"],),
+    "pass_review": (PERSON_MOVES["review_passed"],),
+    **{f"fail_review_{why.value}": (PERSON_MOVES["review_failed"],) for why in m.ReviewReason},
+    "produce_badges": (PERSON_MOVES["issue_badge"],),
+}
