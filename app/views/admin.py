@@ -1,19 +1,35 @@
 """The administrator's pages: editions, delegations, taxonomy, partners, units, logs."""
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
 import sqlalchemy as sa
+from flask import current_app, flash, request, url_for
+from flask_appbuilder import expose
 from flask_appbuilder.models.sqla.filters import FilterEqual, FilterNotEqual
+from flask_appbuilder.security.decorators import has_access
+from flask_appbuilder.security.views import RoleModelView, UserDBModelView
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
 from wtforms import BooleanField
 from wtforms.validators import DataRequired
 
 from app import models as m
+from app.clock import SHANGHAI
 from app.extensions import db
-from app.formatting import fmt_datetime
-from app.labels import MASKED, fmt_zones
+from app.formatting import fmt_bool, fmt_datetime
+from app.input_checks import check_lengths
+from app.labels import COLUMN_LABELS, MASKED, ROLE_LABELS, fmt_zones
 from app.scoping.actor import current_actor
 from app.scoping.interface import ScopedInterface
+from app.scoping.rules import scoped
+from app.security_manager import raw_permission_label
 from app.views.base import ScopedModelView
+from app.workflow import audit
 from app.workflow.errors import WorkflowError
 
 
@@ -194,6 +210,10 @@ class DelegationExtensionView(ScopedModelView):
 
 
 class AuditEventView(ScopedModelView):
+    """The audit trail as a person reads it: translated record types, actions and states, the
+    record's name linking to its page, the actor's name; filtered by record, actor, action and
+    Beijing time. A page costs one query per record type on it, whatever its length."""
+
     route_base = "/admin/audit"
     class_permission_name = "AuditLog"
     datamodel = ScopedInterface(m.AuditEvent)
@@ -202,8 +222,239 @@ class AuditEventView(ScopedModelView):
     list_columns = ["at", "actor_name", "record_type", "record_id", "action", "from_state",
                     "to_state", "reason"]
     show_columns = list_columns + ["detail"]
-    search_columns = ["actor_name", "record_type", "record_id", "action", "at"]
     base_permissions = ["can_list", "can_show"]
+    formatters_columns = {"record_type": audit.record_label, "action": audit.action_label,
+                          "detail": lambda detail: fmt_detail(detail)}
+    label_columns = {"detail": _l("Details")}
+    search_columns = ["record_type", "record_id", "actor_name", "action", "at"]
+    page_size = 50
+
+    @expose("/list/")
+    @has_access
+    def list(self):
+        try:
+            filters = AuditFilters.from_args(request.args)
+        except WorkflowError as exc:
+            flash(str(exc.message), "danger")
+            return self._render_log(AuditFilters(typed=request.args), [], 0, 0), \
+                exc.status_code
+        A = m.AuditEvent
+        where = filters.conditions()
+        total = db.session.scalar(scoped(sa.select(sa.func.count()).select_from(A)
+                                         .where(*where), A))
+        events = db.session.scalars(scoped(
+            sa.select(A).where(*where).order_by(A.id.desc())
+            .offset(filters.page * self.page_size).limit(self.page_size), A)).all()
+        return self._render_log(filters, events, total, filters.page)
+
+    def _render_log(self, filters: "AuditFilters", events: list, total: int, page: int):
+        names = audit.record_names(events)
+        actors = audit.actor_names(events)
+        pages = record_pages({e.record_type for e in events})
+        rows = []
+        for e in events:
+            page_of = pages.get(e.record_type)
+            rows.append({
+                "id": e.id, "at": fmt_datetime(e.at),
+                "actor": actors.get(e.actor_id) or str(audit.ACTOR_LABELS.get(
+                    e.actor_name, e.actor_name)),
+                "login": e.actor_name, "has_account": e.actor_id is not None,
+                "record_type": e.record_type, "record": audit.record_label(e.record_type),
+                "record_id": e.record_id, "name": names.get((e.record_type, e.record_id)),
+                "href": page_of(e.record_id) if page_of else None,
+                "action": audit.action_label(e.action),
+                "from": audit.state_label(e.record_type, e.from_state),
+                "to": audit.state_label(e.record_type, e.to_state), "reason": e.reason,
+                "changes": change_summary(e.record_type, e.detail),
+            })
+        kinds = {}
+        for code, kind in audit.RECORD_KINDS.items():
+            kinds.setdefault(id(kind), (code, str(kind.label)))
+        return self.render_template(
+            "ciie/audit_list.html", title=self.title, rows=rows, filters=filters.typed,
+            record_types=sorted(kinds.values(), key=lambda kv: kv[1]),
+            actions=sorted(((c, str(label)) for c, label in audit.ACTION_LABELS.items()),
+                           key=lambda kv: kv[1]),
+            total=total, page=page, page_count=max(1, -(-total // self.page_size)),
+            page_args=lambda n: {**filters.typed, "page": n})
+
+
+def change_summary(record_type: str, detail: Any) -> str:
+    """What a change did, in a line: "Active: Yes → No", "+ reviewer", "− finance" (a long
+    list of permissions is cut; the entry's page has it whole)."""
+    if not isinstance(detail, dict):
+        return ""
+    own = {"user": UserDBModelView.label_columns,
+           "role": RoleModelView.label_columns}.get(record_type, {})
+    parts = []
+    changes = detail.get("changes")
+    for field, pair in (changes.items() if isinstance(changes, dict) else ()):
+        if isinstance(pair, list) and len(pair) == 2:
+            label = own.get(field) or COLUMN_LABELS.get(field) or field
+            parts.append(f"{label}: {_shown(pair[0])} → {_shown(pair[1])}")
+    # A user's roles and a role's permissions ("can_list · UnitPersons") are kept by their
+    # codes: shown by their labels.
+    def named(code: str) -> str:
+        return raw_permission_label(code) if " · " in code else str(ROLE_LABELS.get(code, code))
+
+    for key, sign in (("added", "+"), ("removed", "−")):
+        names = detail.get(key)
+        if isinstance(names, list) and names:
+            more = f" (+{len(names) - 5})" if len(names) > 5 else ""
+            parts.append(f"{sign} {', '.join(named(str(n)) for n in names[:5])}{more}")
+    return "; ".join(parts)
+
+
+def fmt_detail(detail: Any) -> Markup:
+    """An entry's detail: what changed, in words, then the stored record as it is (codes a
+    program wrote, not interface: marked so that no one translates it)."""
+    if not detail:
+        return Markup("")
+    summary = change_summary("", detail)
+    raw = json.dumps(detail, ensure_ascii=False, indent=1, sort_keys=True, default=str)
+    return Markup('{}<pre class="ciie-raw" translate="no">{}</pre>').format(
+        Markup("<p>{}</p>").format(summary) if summary else "", raw)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return fmt_bool(value)
+    return "—" if value in (None, "") else str(value)
+
+
+def record_pages(record_types: set[str]) -> dict[str, Callable[[int], str]]:
+    """{record type: the URL of a record's page} for the types the reader can open: the
+    first registered view of the record's model with a show page the reader may use and a
+    menu entry it is shown (a view with base filters could refuse the row: not used)."""
+    appbuilder = current_app.appbuilder
+    sm = appbuilder.sm
+    menu_of = {}
+    stack = list(appbuilder.menu.get_list())
+    while stack:
+        item = stack.pop()
+        stack.extend(item.childs)
+        if item.baseview is not None:
+            menu_of[id(item.baseview)] = item.name
+    endpoints: dict[type, str] = {}
+    for view in appbuilder.baseviews:
+        model = getattr(getattr(view, "datamodel", None), "obj", None)
+        if (model is None or model in endpoints or getattr(view, "base_filters", None)
+                or not sm.has_access("can_show", view.class_permission_name)):
+            continue
+        menu_name = menu_of.get(id(view))
+        if menu_name is not None and not sm.has_access("menu_access", menu_name):
+            continue
+        endpoints[model] = f"{view.endpoint}.show"
+    pages = {}
+    for record_type in record_types:
+        kind = audit.RECORD_KINDS.get(record_type)
+        endpoint = endpoints.get(kind.model) if kind is not None else None
+        if endpoint is not None:
+            pages[record_type] = lambda pk, endpoint=endpoint: url_for(endpoint, pk=pk)
+    return pages
+
+
+@dataclass
+class AuditFilters:
+    """The audit log's filters as typed (kept in the form), checked, as SQL conditions."""
+
+    typed: Any
+    record_type: str | None = None
+    record_id: int | None = None
+    actor: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    before: datetime | None = None
+    page: int = 0
+
+    @classmethod
+    def from_args(cls, args: Any) -> "AuditFilters":
+        typed = {k: (args.get(k) or "").strip() for k in FILTER_FIELDS if args.get(k)}
+        # FAB's list filters (?_flt_0_record_id=…) name a column: the same filter, equal.
+        for key, value in args.items():
+            column = re.fullmatch(r"_flt_\d+_(\w+)", key)
+            if column is None:
+                continue
+            field = FAB_COLUMNS.get(column[1])
+            if field is None:
+                raise WorkflowError(_l("Check \"%(field)s\": this list cannot be filtered by "
+                                       "it.", field=column[1][:60]), 400)
+            if field == "at":
+                # A day or a minute, from its start to its end.
+                _beijing_time(value.strip(), COLUMN_LABELS["at"])
+                typed["from"] = typed["to"] = value.strip()
+            else:
+                typed[field] = value.strip()
+        f = cls(typed=typed)
+        if typed.get("type"):
+            if typed["type"] not in audit.RECORD_KINDS:
+                raise WorkflowError(_l("Check \"%(field)s\": choose one of the list.",
+                                       field=COLUMN_LABELS["record_type"]), 400)
+            f.record_type = typed["type"]
+        if typed.get("rid"):
+            rid = typed["rid"]
+            # record_id is a 32-bit column (the audit table's own ids are 64-bit).
+            f.record_id = int(rid) if re.fullmatch(r"-?\d{1,10}", rid) else None
+            if f.record_id is None or not -(2 ** 31) <= f.record_id < 2 ** 31:
+                raise WorkflowError(_l("Check \"%(field)s\": enter a whole number.",
+                                       field=COLUMN_LABELS["record_id"]), 400)
+        if typed.get("actor"):
+            check_lengths(m.AuditEvent, {"actor_name": typed["actor"]})
+            f.actor = typed["actor"]
+        if typed.get("action"):
+            if typed["action"] not in audit.ACTION_LABELS:
+                raise WorkflowError(_l("Check \"%(field)s\": choose one of the list.",
+                                       field=COLUMN_LABELS["action"]), 400)
+            f.action = typed["action"]
+        f.since = _beijing_time(typed.get("from"), _l("From (Beijing time)"))
+        until = _beijing_time(typed.get("to"), _l("Until (Beijing time)"))
+        if until is not None:
+            # The end is inclusive: the whole minute typed, or the whole day.
+            f.before = until + (timedelta(days=1) if len(typed["to"]) == 10
+                                else timedelta(minutes=1))
+        if typed.get("page"):
+            if not typed["page"].isdigit() or int(typed["page"]) > 10 ** 6:
+                raise WorkflowError(_l("Check \"%(field)s\": enter a whole number.",
+                                       field=_l("Page")), 400)
+            f.page = int(typed["page"])
+        return f
+
+    def conditions(self) -> list[Any]:
+        A = m.AuditEvent
+        where = []
+        if self.record_type:
+            where.append(A.record_type.in_(audit.record_codes_for(self.record_type)))
+        if self.record_id is not None:
+            where.append(A.record_id == self.record_id)
+        if self.actor:
+            users = sa.select(m.User.id).where(m.User.username == self.actor)
+            where.append(sa.or_(A.actor_id.in_(users), A.actor_name == self.actor))
+        if self.action:
+            where.append(A.action == self.action)
+        if self.since is not None:
+            where.append(A.at >= self.since)
+        if self.before is not None:
+            where.append(A.at < self.before)
+        return where
+
+
+FILTER_FIELDS = ("type", "rid", "actor", "action", "from", "to", "page")
+FAB_COLUMNS = {"record_type": "type", "record_id": "rid", "actor_name": "actor",
+               "actor": "actor", "action": "action", "at": "at"}
+
+
+def _beijing_time(text: str | None, field: Any) -> datetime | None:
+    """A moment typed as Beijing wall-clock time: a date, or a date and a time (the browser's
+    date-time field sends 2022-09-15T10:00)."""
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=SHANGHAI)
+        except ValueError:
+            continue
+    raise WorkflowError(_l("Check \"%(field)s\": enter a date (2022-09-15) or a date and a "
+                           "time (2022-09-15 10:00).", field=field), 400)
 
 
 class NotificationView(ScopedModelView):
