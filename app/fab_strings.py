@@ -1,5 +1,13 @@
-"""Flask-AppBuilder strings its own zh catalogue lacks; listed here so ours translates them."""
+"""Flask-AppBuilder strings its own zh catalogue lacks (or holds only as fuzzy, which is not
+compiled); listed here so ours translates them. And the name of the empty choice of FAB's
+drop-downs."""
+import functools
+from typing import Any
+
+from flask_appbuilder.fields import QuerySelectField
 from flask_babel import lazy_gettext as _l
+
+BLANK_CHOICE = _l("(none)")
 
 FAB_STRINGS = [
     _l("Database Error"),
@@ -25,4 +33,20 @@ FAB_STRINGS = [
     _l("Delete"),
     _l("Are you sure you want to delete this item?"),
     _l("Sign In with "),
+    _l("It's not a good policy to remove a user, just make it inactive"),
 ]
+
+
+def name_blank_choices() -> None:
+    """FAB's optional drop-downs offer an empty choice without text, which WTForms 3 then
+    shows as its value, "__None": the choice is called (none) in the reader's language."""
+    init = QuerySelectField.__init__
+    if getattr(init, "names_blank_choice", False):
+        return
+
+    @functools.wraps(init)
+    def named(self: QuerySelectField, *args: Any, blank_text: Any = "", **kwargs: Any) -> None:
+        init(self, *args, blank_text=blank_text or BLANK_CHOICE, **kwargs)
+
+    named.names_blank_choice = True
+    QuerySelectField.__init__ = named
