@@ -87,4 +87,7 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
 
     register_input_checks(app, COLUMN_LABELS)
     register_template_helpers(app)
+    from app.fab_strings import name_blank_choices
+
+    name_blank_choices()
     return app

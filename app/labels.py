@@ -1,5 +1,7 @@
 """Column labels and the masking formatters shared by the views, the REST API, the exports and
 the input checks, so a field reads the same everywhere, in zh and en."""
+from typing import Any
+
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
@@ -78,6 +80,8 @@ COLUMN_LABELS = {
     "photo": _l("Photo"),
     "person_name": _l("Name"),
     "unit_name": _l("Unit"),
+    "person_id_search": _l("ID number"),
+    "person_mobile_search": _l("Mobile"),
     "unit_uscc": _l("Unified social credit code"),
     "unit_category": _l("Unit category"),
     "unit_region": _l("Region"),
@@ -173,7 +177,84 @@ COLUMN_LABELS = {
     "unit.mobile": _l("Mobile on file"),
     "unit.email": _l("E-mail on file"),
     "decided_at": _l("Decided at"),
+    # Issue 13: columns that lists, filters, forms or the API showed by their code name.
+    "gender": _l("Gender"),
+    "id_type": _l("ID document"),
+    "id_number": _l("ID number"),
+    "nationality": _l("Nationality"),
+    "job_title": _l("Job title"),
+    "entry_dates": _l("Entry dates"),
+    "file": _l("File"),
+    "storage_key": _l("Stored file"),
+    "pdf_key": _l("Stored badge file"),
+    "voucher_key": _l("Stored voucher file"),
+    "token_nonce": _l("Badge token serial"),
+    "dedupe_key": _l("Duplicate check key"),
+    "file_hash": _l("File checksum"),
+    "id_key": _l("ID number key"),
+    "password_hash": _l("Password (encrypted)"),
+    "draft_data": _l("Draft"),
+    "draft_saved_at": _l("Draft saved at"),
+    "history_hidden": _l("Earlier editions hidden"),
+    "is_returning": _l("Returning unit"),
+    "documents": _l("Qualification documents"),
+    "cancelled_at": _l("Cancelled at"),
+    "items": _l("Persons"),
+    "payment": _l("Payment record"),
+    "reversal_of": _l("Reverses invoice"),
+    "person_registration": _l("Person"),
+    "badge": _l("Issued badge"),
+    "previous_badge": _l("Previous badge"),
+    "delegation_name": _l("Delegation"),
+    "status_changed_at": _l("Status changed at"),
+    "unit_registration": _l("Unit registration"),
+    "unit_registration.unit_number": _l("Unit number"),
+    "invoice_request_id": _l("Invoice request"),
+    "provider_trade_no": _l("Provider's transaction number"),
+    "imported_at": _l("Imported at"),
+    "report": _l("Report"),
+    "actor": _l("Who"),
+    "edition.number": _l("Edition"),
+    # The REST API's orders, invoices and refunds (issue 13).
+    "items.id": _l("ID"),
+    "items.active": _l("Active"),
+    "items.amount_fen": _l("Amount"),
+    "items.person_registration_id": _l("Person"),
+    "items.order_item_id": _l("Order item"),
+    "order_id": _l("Order"),
+    "payment.order_id": _l("Order"),
+    "reversal_of_id": _l("Reverses invoice"),
+    "buyer_address": _l("Buyer's address"),
+    "buyer_phone": _l("Buyer's phone"),
+    "buyer_bank": _l("Buyer's bank"),
+    "buyer_account": _l("Buyer's account"),
+    "buyer_locked": _l("Buyer is the payer"),
+    "done_at": _l("Done at"),
 }
+
+
+# The demo's roles (config.CIIE_ROLES, and FAB's public role) by what they are called; a role
+# an admin adds later shows its own name.
+ROLE_LABELS = {
+    "admin": _l("Administrator"),
+    "public": _l("Not logged in"),
+    "unit": _l("Unit"),
+    "person": _l("Person (app)"),
+    "delegation": _l("Delegation"),
+    "sub_delegation": _l("Sub-delegation"),
+    "finance": _l("Finance"),
+    "reviewer": _l("Security reviewer"),
+    "organiser": _l("Event organiser"),
+    "gate": _l("Gate staff"),
+}
+
+
+def role_label(role: Any) -> str:
+    return str(ROLE_LABELS.get(role.name, role.name))
+
+
+def fmt_roles(roles: list) -> str:
+    return pick("、", ", ").join(role_label(role) for role in roles or [])
 
 
 def fmt_entry_days(mask: int | None) -> str:

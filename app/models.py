@@ -818,6 +818,11 @@ class Person(TimestampMixin, Model):
     job_title: Mapped[Optional[str]] = mapped_column(sa.String(100))
     photo_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
     thumb_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
+    # The numbers' search keys (app.search_keys), written with the numbers by the workflow:
+    # the lists' exact searches are an index lookup, whatever was typed. 64 characters hold
+    # the keyed hash they become once the numbers are encrypted.
+    id_search_key: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
+    mobile_search_key: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
 
     unit: Mapped[Unit] = relationship()
 
@@ -917,6 +922,14 @@ class PersonRegistration(TimestampMixin, Model):
         sa.select(Delegation.name_zh)
         .join(UnitRegistration, UnitRegistration.delegation_id == Delegation.id)
         .where(UnitRegistration.id == unit_registration_id).scalar_subquery(), deferred=True)
+    # Search-only: the person's number keys, searched for the key of the typed number
+    # ("search_key" names its kind; app.scoping.interface.FilterSearchKey).
+    person_id_search = column_property(
+        sa.select(Person.id_search_key).where(Person.id == person_id).scalar_subquery(),
+        deferred=True, info={"search_key": "id_number"})
+    person_mobile_search = column_property(
+        sa.select(Person.mobile_search_key).where(Person.id == person_id).scalar_subquery(),
+        deferred=True, info={"search_key": "mobile"})
 
     @property
     def waiting(self) -> tuple[int, int] | None:
@@ -1383,6 +1396,9 @@ class Shipment(Model):
         return f"#{self.id}"
 
 
+_BADGE_TO_PACK = "shipment_id IS NULL AND status = 'produced' AND active"
+
+
 class Badge(Model):
     """A physical badge. Reused badges are re-activated for a later edition."""
 
@@ -1393,6 +1409,13 @@ class Badge(Model):
         sa.CheckConstraint(
             "(shipment_id IS NULL) = (parcel_slot IS NULL)", name="slot_with_shipment"
         ),
+        # The badge office's queues, counted on its home page at expo scale: badges waiting
+        # for a parcel, and badges whose reprint was asked for.
+        sa.Index("ix_badge_to_pack", "edition_id",
+                 postgresql_where=sa.text(_BADGE_TO_PACK), sqlite_where=sa.text(_BADGE_TO_PACK)),
+        sa.Index("ix_badge_reprint_requested", "id",
+                 postgresql_where=sa.text("reprint_requested_at IS NOT NULL"),
+                 sqlite_where=sa.text("reprint_requested_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -1416,6 +1439,9 @@ class Badge(Model):
     parcel_slot: Mapped[Optional[int]] = mapped_column(sa.SmallInteger)
     produced_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
     deactivated_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    # A lost or damaged card waiting to be printed again with a new code (issue 13).
+    reprint_requested_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    reprint_reason: Mapped[Optional[str]] = mapped_column(sa.String(200))
 
     person: Mapped[Person] = relationship()
     edition: Mapped[Edition] = relationship(foreign_keys=[edition_id])
@@ -1575,6 +1601,9 @@ class AuditEvent(Model):
     __table_args__ = (
         sa.Index("ix_audit_event_record", "record_type", "record_id"),
         sa.Index("ix_audit_event_at", "at"),
+        # The audit log's filters by actor and by action, newest first (issue 13).
+        sa.Index("ix_audit_event_actor", "actor_id", "id"),
+        sa.Index("ix_audit_event_action", "action", "id"),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),

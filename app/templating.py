@@ -20,6 +20,7 @@ def js_messages() -> dict[str, str]:
         "confirm_some": _("Apply this action to %(count)s selected record(s)?"),
         "confirm_all": _("Apply this action to ALL %(count)s records matching the current "
                          "filter?"),
+        "count_failed": _("The matching records could not be counted; nothing was done."),
         "saved_at": _("Saved at %(time)s"),
         "save_failed": _("Not saved yet: the connection failed. Retrying."),
         "working": _("Working…"),

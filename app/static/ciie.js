@@ -14,7 +14,8 @@
 })();
 
 // Batch actions for CIIE lists: the ticked rows, or every row matching the filter, with a
-// confirmation that shows how many rows the action will touch.
+// confirmation that shows how many rows the action will change (and, for every matching row,
+// how many it will skip and why: the list's /count?action= answers).
 // reasonActions: {action: {prompt, required}}, the dialog asking for each action's reason.
 function CiieActions(reasonActions) {
     var base = new AdminActions();
@@ -64,34 +65,35 @@ function CiieActions(reasonActions) {
 
     this.execute_multiple = function(name, confirmation) {
         var box = $('#all-matching');
-        var all = box.is(':checked');
-        if (all && box.data('count') === '') {
-            // A large list counted only up to its limit: ask for the exact number first.
-            $.getJSON(box.data('count-url'), function(answer) {
-                box.data('count', answer.count);
-                confirmAndRun(name, confirmation, true);
-            });
+        if (box.is(':checked')) {
+            // Every matching row: ask how many of them this action can change, and which it
+            // will skip (read-only, or in a status it cannot leave).
+            var url = box.data('count-url');
+            url += (url.indexOf('?') < 0 ? '?' : '&') + 'action=' + encodeURIComponent(name);
+            $.getJSON(url, function(answer) {
+                if (!answer.actionable) { ab_alert(answer.nothing_text); return; }
+                confirmAndRun(name, confirmation, true, answer.actionable, answer.confirm_text);
+            }).fail(function() { ab_alert(t.count_failed); });
             return false;
         }
-        return confirmAndRun(name, confirmation, all);
+        return confirmAndRun(name, confirmation, false, $('input.action_check:checked').length, '');
     };
 
-    function confirmAndRun(name, confirmation, all) {
-        var count = all ? parseInt($('#all-matching').data('count'), 10)
-                        : $('input.action_check:checked').length;
+    function confirmAndRun(name, confirmation, all, count, summary) {
         if (!all && count === 0) { ab_alert(t.no_rows); return false; }
         if (reasonActions.hasOwnProperty(name)) {
             askReason(reasonActions[name], function(reason) {
-                submit(name, confirmation, all, count, reason);
+                submit(name, confirmation, all, count, reason, summary);
             });
             return false;
         }
-        return submit(name, confirmation, all, count, '');
+        return submit(name, confirmation, all, count, '', summary);
     }
 
-    function submit(name, confirmation, all, count, reason) {
+    function submit(name, confirmation, all, count, reason, summary) {
         var form = $('#action_form');
-        var message = fmt(all ? t.confirm_all : t.confirm_some, count);
+        // With rows skipped, the server's sentence says how many of how many, and why.
+        var message = summary || fmt(all ? t.confirm_all : t.confirm_some, count);
         if (confirmation) { message = confirmation + "\n" + message; }
         if (!window.confirm(message)) { return false; }
         $('input[name=action]', form).val(name);

@@ -1,10 +1,12 @@
 """One module per stakeholder; register_views puts each view in its role's menu."""
 from __future__ import annotations
 
+from flask import g
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _l
 
 from app.extensions import csrf
+from app.scoping.actor import current_actor
 from app.views import (
     admin,
     badges,
@@ -23,28 +25,51 @@ from app.views import (
     tasks,
     unit,
 )
+from app.workflow.editions import current_edition
+from app.workflow.errors import WorkflowError
+from app.workflow.persons import unit_registration_for
+
+
+def _acts_for_unit() -> bool:
+    return current_actor().unit_id is not None
+
+
+def _registered_this_edition() -> bool:
+    """The unit's information, preview and earlier persons need its registration for the
+    current edition (a returning unit registers afresh first); asked once per request."""
+    if "ciie_registered_now" not in g:
+        try:
+            g.ciie_registered_now = bool(unit_registration_for(current_actor(),
+                                                               current_edition()))
+        except WorkflowError:
+            g.ciie_registered_now = False
+    return g.ciie_registered_now
 
 
 def register_views(appbuilder: AppBuilder) -> None:
-    def add(view, name, label, icon, category, category_label, category_icon):
+    def add(view, name, label, icon, category, category_label, category_icon, cond=None):
         appbuilder.add_view(view, name, label=label, icon=icon, category=category,
-                            category_label=category_label, category_icon=category_icon)
+                            category_label=category_label, category_icon=category_icon,
+                            menu_cond=cond)
 
     public = appbuilder.add_view_no_menu(registration.RegistrationView)
     # The public forms answer anyone: limit how fast one address can post them.
     appbuilder.sm.limiter.limit("30 per minute", methods=["POST"])(public.blueprint)
 
-    journey_menu = ("Registration", _l("Registration"), "fa-id-card")
+    # The unit's own pages: shown to a unit account only (FAB gives the admin role every
+    # permission, these pages included, but they answer a unit and no one else).
+    journey_menu = ("Registration", _l("Registration"), "fa-id-card", _acts_for_unit)
+    registered = (*journey_menu[:3], _registered_this_edition)
     add(journey.UnitInfoView, "Unit information", _l("Unit information"), "fa-building",
-        *journey_menu)
+        *registered)
     add(unit.UnitPersonView, "Unit persons", _l("Persons"), "fa-users", *journey_menu)
     add(journey.UnitCarryForwardView, "Earlier persons", _l("Persons from earlier editions"),
-        "fa-history", *journey_menu)
+        "fa-history", *registered)
     add(unit.UnitDocumentView, "Unit documents", _l("Qualification documents"), "fa-file",
         *journey_menu)
     add(unit.AddressView, "Addresses", _l("Delivery addresses"), "fa-truck", *journey_menu)
     add(journey.UnitPreviewView, "Preview and submit", _l("Preview and submit"), "fa-check",
-        *journey_menu)
+        *registered)
     add(unit.UnitOrderView, "Unit orders", _l("Badge-fee orders"), "fa-shopping-cart",
         *journey_menu)
     add(refunds.UnitRefundView, "Unit refunds", _l("Refunds"), "fa-undo", *journey_menu)
@@ -99,8 +124,12 @@ def register_views(appbuilder: AppBuilder) -> None:
         *reviewing)
 
     badge_office = ("Badges", _l("Badges"), "fa-id-badge")
-    add(badges.BadgeProductionView, "Badge production", _l("Badge production"), "fa-print",
+    add(badges.BadgeProductionView, "Badge production", _l("Badge queue"), "fa-print",
         *badge_office)
+    # The queue's other tabs, reached from its first one and from the home page.
+    for queue_tab in (badges.ReactivationQueueView, badges.ReprintQueueView,
+                      badges.PackingQueueView):
+        appbuilder.add_view_no_menu(queue_tab)
     add(badges.BadgeView, "All badges", _l("All badges"), "fa-id-badge", *badge_office)
     add(badges.ParcelView, "Parcels", _l("Parcels"), "fa-truck", *badge_office)
     add(badges.GateScanLogView, "Gate scans", _l("Gate scans"), "fa-history", *badge_office)

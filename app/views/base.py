@@ -5,12 +5,16 @@ against the actor's write scope.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
+import unicodedata
 from datetime import date, datetime
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from babel import Locale
 from flask import (
     abort,
     current_app,
@@ -28,10 +32,10 @@ from flask_appbuilder import forms as fab_forms
 from flask_appbuilder.actions import action as fab_action
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.fields import EnumField
-from flask_appbuilder.fieldwidgets import DateTimePickerWidget
 from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_appbuilder.urltools import get_filter_args
 from flask_appbuilder.widgets import ListWidget
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
@@ -42,16 +46,17 @@ from wtforms.validators import DataRequired, InputRequired
 from wtforms.widgets import html_params
 
 from app import models as m
-from app.clock import SHANGHAI
+from app.clock import SHANGHAI, today_shanghai
 from app.extensions import db, queue
 from app.formatting import fmt_money, fmt_value
 from app.labels import COLUMN_LABELS
-from app.scoping.actor import current_actor, write_scope
+from app.scoping.actor import WRITE, current_actor, write_scope
 from app.scoping.interface import ScopedInterface, Selection, filtered_ids
-from app.scoping.rules import row_id, scoped
+from app.scoping.rules import condition, get_scoped, row_id, scoped
 from app.workflow import BatchResult, WorkflowError
 from app.workflow.audit import record
 from app.workflow.errors import InputRefused
+from app.workflow.transitions import Move
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +74,28 @@ class LabelledEnumField(EnumField):
 fab_forms.EnumField = LabelledEnumField
 
 
+# What a person may type in a date-time box; the first is how the box shows a time (with
+# its seconds: a deadline of 23:59:59 must survive an edit).
+DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S",
+                    "%Y/%m/%d %H:%M")
+
+
 class ShanghaiDateTimeField(DateTimeField):
     """A moment typed and shown as Beijing wall-clock time, held as an aware datetime.
 
-    FAB's DateTimeField yields naive datetimes, which `AwareDateTime` columns refuse."""
+    FAB's DateTimeField yields naive datetimes, which `AwareDateTime` columns refuse, and
+    insists on seconds; a person types `2022-10-08 23:59`, often with a Chinese input method's
+    full-width digits and spaces."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["format"] = list(DATETIME_FORMATS)
+        kwargs.setdefault("invalid_value_message", _l(
+            "Enter a date and time as YYYY-MM-DD HH:MM (Beijing time)."))
+        super().__init__(*args, **kwargs)
 
     def process_formdata(self, valuelist: list[str]) -> None:
+        if valuelist:
+            valuelist = [" ".join(unicodedata.normalize("NFKC", " ".join(valuelist)).split())]
         super().process_formdata(valuelist)
         if self.data is not None:
             self.data = self.data.replace(tzinfo=SHANGHAI)
@@ -87,15 +108,57 @@ class ShanghaiDateTimeField(DateTimeField):
         return self.data.astimezone(SHANGHAI).strftime(self.format[0])
 
 
-class ShanghaiDateTimePickerWidget(DateTimePickerWidget):
-    """FAB's picker renders `field.data` as is (UTC, with an offset the field cannot parse
-    back); this one renders the field's own text: what was typed, or Beijing time."""
+def _picker_pattern(cldr: str) -> str:
+    """A CLDR date pattern (`y年M月`, `MMMM y`) in bootstrap-datepicker's letters."""
+    letters = {"y": "yyyy", "M": "m", "MM": "mm", "MMM": "M", "MMMM": "MM"}
+    return re.sub(r"y+|M+", lambda match: letters.get(match.group(), match.group()), cldr)
+
+
+def picker_locale() -> dict[str, Any]:
+    """The calendar's names in the page's language, from CLDR (Sunday first, as
+    bootstrap-datepicker counts), and the business day it opens on when the box is empty."""
+    locale = get_locale() or Locale("en")
+    days = locale.days["format"]
+    months = locale.months["format"]
+
+    def sunday_first(names: dict[int, str]) -> list[str]:
+        return [names[6]] + [names[i] for i in range(6)]
+
+    today = today_shanghai()
+    return {
+        "code": str(locale),
+        "days": sunday_first(days["wide"]),
+        "daysShort": sunday_first(days["abbreviated"]),
+        # The one-letter names where they tell the days apart (日一二…), else two (Su Mo…).
+        "daysMin": sunday_first(days["narrow"] if len(set(days["narrow"].values())) == 7
+                                else days["short"]),
+        "months": [months["wide"][i] for i in range(1, 13)],
+        "monthsShort": [months["abbreviated"][i] for i in range(1, 13)],
+        "titleFormat": _picker_pattern(locale.datetime_skeletons["yMMMM"].pattern),
+        "weekStart": (locale.first_week_day + 1) % 7,
+        "time": _("Time"),
+        "opensOn": {"year": today.year, "month": today.month - 1, "day": today.day},
+    }
+
+
+class ShanghaiDateTimePickerWidget:
+    """A text box for a Beijing time, typed or picked from the calendar beside it
+    (app/static/datetime.js). FAB's widget binds its date-only picker to the box itself, which
+    replaces whatever is typed with a bare date (today's, if it cannot read it), and renders
+    `field.data` in UTC."""
 
     def __call__(self, field: ShanghaiDateTimeField, **kwargs: Any) -> Markup:
         kwargs.setdefault("id", field.id)
         kwargs.setdefault("name", field.name)
-        return Markup(self.data_template % {
-            "text": html_params(type="text", value=field._value(), **kwargs)})
+        kwargs.setdefault("placeholder", _("YYYY-MM-DD HH:MM"))
+        return Markup(
+            '<div class="input-group ciie-datetime" %s>'
+            '<span class="input-group-addon ciie-datetime-open" role="button" %s>'
+            '<i class="fa fa-calendar cursor-hand"></i></span><input %s /></div>'
+        ) % (Markup(html_params(data_ciie_datetime=json.dumps(picker_locale()))),
+             Markup(html_params(title=_("Choose from the calendar"))),
+             Markup(html_params(type="text", class_="form-control", autocomplete="off",
+                                value=field._value(), **kwargs)))
 
 
 def localise_datetime_fields(form: type | None, model: type) -> None:
@@ -157,15 +220,32 @@ def attempt(call: Callable[[], Any], success: str | None = None) -> bool:
     return True
 
 
-def flash_batch_result(result: BatchResult, limit: int = 20) -> None:
+def flash_batch_result(result: BatchResult, report_url: str | None = None,
+                       reasons: int = 10, names: int = 3) -> None:
+    """What a batch did, in a few lines: its count, and its refusals, each with its reason
+    while they are few (up to `names`), else grouped by reason with their counts (the first
+    `reasons` reasons, naming a few rows of each). Every refused row is on the batch report
+    at `report_url`."""
     if result.done_count:
         flash(_("Done for %(count)d record(s).", count=result.done_count), "success")
     if result.refused:
-        lines = [Markup("{}: {}").format(r.label, str(r.reason))
-                 for r in result.refused[:limit]]
-        more = len(result.refused) - limit
-        if more > 0:
+        groups: dict[str, list[str]] = {}
+        for refusal in result.refused:
+            groups.setdefault(str(refusal.reason), []).append(str(refusal.label))
+        ordered = sorted(groups.items(), key=lambda group: -len(group[1]))
+        if len(result.refused) <= names:
+            lines = [Markup("{}: {}").format(r.label, str(r.reason)) for r in result.refused]
+        else:
+            lines = [escape(_("%(reason)s (%(count)d): %(names)s", reason=reason,
+                              count=len(rows), names=", ".join(rows[:names])
+                              + ("…" if len(rows) > names else "")))
+                     for reason, rows in ordered[:reasons]]
+        more = sum(len(rows) for _reason, rows in ordered[reasons:])
+        if more:
             lines.append(escape(_("and %(count)d more", count=more)))
+        if report_url:
+            lines.append(Markup('<a href="{}" id="batch-report-link">{}</a>').format(
+                report_url, _("See the report: every row by reason, as Excel too")))
         flash(Markup(escape(_("Not done for %(count)d record(s):", count=len(result.refused)))
                      + Markup("<br>") + Markup("<br>").join(lines)), "warning")
     if not result.done_count and not result.refused:
@@ -205,6 +285,9 @@ class ScopedModelView(ModelView):
     reason_actions: tuple[str, ...] | dict[str, tuple[Any, Any]] = ()
     # The background operation (app.tasks) that writes the listed rows to a file: "Export".
     export_operation: str | None = None
+    # For an action that is no registered operation: the transition-table entries it moves
+    # rows along (app.workflow.operations.OPERATION_MOVES holds the operations' own).
+    actions_moves: dict[str, tuple[Move, ...]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -274,7 +357,61 @@ class ScopedModelView(ModelView):
         if kwargs.get("order_column") and kwargs["order_column"] not in self.order_columns:
             # A hand-written ?_oc_ for a column that cannot sort: the list keeps its own order.
             kwargs["order_column"] = kwargs["order_direction"] = ""
-        return super()._get_list_widget(*args, **kwargs)
+        widgets = super()._get_list_widget(*args, **kwargs)
+        listing = widgets["list"].template_args
+        listing["writable"] = self._writable(listing["pks"])
+        listing["active_filters"] = self.active_filters(listing["filters"])
+        return widgets
+
+    def _get_show_widget(self, pk: Any, item: Any, *args: Any, **kwargs: Any):
+        widgets = super()._get_show_widget(pk, item, *args, **kwargs)
+        if not self._writable([self.datamodel.get_pk_value(item)]):
+            # A record the actor may only read offers no action buttons (each would be a 404).
+            widgets["show"].template_args["actions"] = {}
+        return widgets
+
+    def _writable(self, pks: list[Any]) -> set[Any]:
+        """The rows of the page the actor may change (one query): only they get a tick box
+        and edit or delete buttons; a rolled-up unit its delegation may only read gets none."""
+        model = self.datamodel.obj
+        if not pks:
+            return set()
+        stmt = scoped(sa.select(model.id).where(model.id.in_(pks)), model, current_actor(),
+                      WRITE)
+        return set(db.session.scalars(stmt))
+
+    def active_filters(self, filters: Any) -> list[dict[str, str]]:
+        """The list's search filters as the user reads them: the column's label, the
+        operation and the value (an enum's label, a related row's name), so that "all
+        matching" says what it matches."""
+        shown = []
+        for flt, value in filters.get_filters_values():
+            column = flt.column_name
+            values = value if isinstance(value, list) else [value]
+            shown.append({"column": str(self.label_columns.get(column, column)),
+                          "operation": str(flt.name),
+                          "value": ", ".join(self._filter_value_label(column, v)
+                                             for v in values)})
+        return shown
+
+    def _filter_value_label(self, column: str, value: Any) -> str:
+        datamodel = self.datamodel
+        if datamodel.is_enum(column) and not datamodel._is_expression(column):
+            enum_class = datamodel.list_columns[column].type.enum_class
+            if enum_class is not None and str(value) in enum_class.__members__:
+                member = enum_class[str(value)]
+                return str(getattr(member, "label", member.value))
+        related = None
+        if datamodel.is_relation(column):
+            related = get_scoped(datamodel.get_related_model(column), value)
+        else:
+            prop = sa.inspect(datamodel.obj).attrs.get(column)
+            table = prop.info.get("references") if prop is not None else None
+            target = next((mp.class_ for mp in m.Model.registry.mappers
+                           if getattr(mp.class_, "__tablename__", None) == table), None)
+            if table and target is not None:
+                related = get_scoped(target, value)
+        return str(related) if related is not None else str(value)
 
     @property
     def record_type(self) -> str:
@@ -464,11 +601,23 @@ class ScopedModelView(ModelView):
 
         actor = current_actor()
         ids = selection.id_list()
-        params = {"ids": ids, "reason": request.form.get("reason")}
+        params = {"ids": ids, "reason": request.form.get("reason"), "back": self.list_url()}
         if len(ids) > current_app.config["BATCH_INLINE_MAX"] and not queue.inline:
             task = start_task(actor, name, params, len(ids))
             return redirect(url_for("TaskView.show", task_id=task.id))
         return OPERATIONS[name](actor, params, lambda *_args: None)
+
+    def list_url(self) -> str:
+        """The list an action was started from, with its filters (a path on this site): the
+        batch form posts to action_post with the list's query string; a row's own button
+        comes from a page of the list."""
+        listing = url_for(f"{self.endpoint}.list")
+        if request.query_string:
+            return f"{listing}?{request.query_string.decode()}"
+        referrer = urlsplit(request.referrer or "")
+        if referrer.netloc == request.host and referrer.path == listing and referrer.query:
+            return f"{listing}?{referrer.query}"
+        return listing
 
     def _back_to_list(self):
         """Back to the page the action was started from (with its filters), else the list."""
@@ -495,7 +644,14 @@ class ScopedModelView(ModelView):
                 flash(str(exc.message), "danger")
                 return self._back_to_list()
         if isinstance(result, BatchResult):
-            flash_batch_result(result)
+            report_url = None
+            if result.refused:
+                # Kept as a finished task: the same report page as a background batch's.
+                from app.tasks import store_report
+
+                task = store_report(current_actor(), name, result, {"back": self.list_url()})
+                report_url = url_for("TaskView.show", task_id=task.id)
+            flash_batch_result(result, report_url)
             return self._back_to_list()
         return result
 
@@ -516,9 +672,59 @@ class ScopedModelView(ModelView):
     @permission_name("list")
     def count(self):
         """The exact number of rows the list shows for this request's filters (a large list
-        only counts up to LIST_COUNT_LIMIT): the "all matching" confirmation asks for it."""
-        selection = Selection(self.datamodel.obj, self.filtered_ids(self.filter_params()))
-        return jsonify(count=selection.count())
+        only counts up to LIST_COUNT_LIMIT). With `?action=`, the "all matching"
+        confirmation's numbers: how many of them that action can change, how many it will
+        skip and why."""
+        ids = self.filtered_ids(self.filter_params())
+        name = request.args.get("action")
+        if name is None:
+            return jsonify(count=Selection(self.datamodel.obj, ids).count())
+        if name not in self.actions:
+            abort(404)
+        return jsonify(self.action_counts(name, ids))
+
+    def action_moves(self, name: str) -> tuple[Move, ...]:
+        """The transition-table entries the action moves rows along (none known: every row in
+        the write scope counts as one it can change)."""
+        from app.workflow.operations import OPERATION_MOVES
+
+        moves = self.actions_moves.get(name) or OPERATION_MOVES.get(name, ())
+        status = getattr(self.datamodel.obj, "status", None)
+        enum_class = getattr(getattr(status, "type", None), "enum_class", None)
+        return moves if moves and enum_class is type(moves[0].to) else ()
+
+    def action_counts(self, name: str, ids: sa.Select) -> dict[str, Any]:
+        """Of the rows `ids`, how many the action can change (in the actor's write scope and in
+        one of its from-states) and how many it skips, by reason: one GROUP BY."""
+        model = self.datamodel.obj
+        moves = self.action_moves(name)
+        from_states = {state for step in moves for state in step.from_}
+        writable = sa.case((condition(model, current_actor(), WRITE), 1), else_=0)
+        groups = [writable.label("writable")] + ([model.status] if moves else [])
+        rows = db.session.execute(sa.select(*groups, sa.func.count().label("rows"))
+                                  .where(model.id.in_(ids)).group_by(*groups)).all()
+        read_only = sum(row.rows for row in rows if not row.writable)
+        wrong: dict[Any, int] = {}
+        for row in rows:
+            if row.writable and moves and row.status not in from_states:
+                wrong[row.status] = wrong.get(row.status, 0) + row.rows
+        skipped = ([{"why": "read_only", "count": read_only,
+                     "text": _("%(count)d read-only", count=read_only)}] if read_only else [])
+        skipped += [{"why": status.value, "count": count,
+                     "text": _("%(count)d with the status \"%(status)s\"", count=count,
+                               status=status.label)}
+                    for status, count in sorted(wrong.items(), key=lambda item: -item[1])]
+        total = sum(row.rows for row in rows)
+        actionable = total - sum(item["count"] for item in skipped)
+        reasons = ", ".join(item["text"] for item in skipped)
+        return {"count": total, "actionable": actionable, "skipped": skipped,
+                "confirm_text": _("Apply this action to %(count)d of the %(total)d records "
+                                  "matching the current filter? It will skip %(reasons)s.",
+                                  count=actionable, total=total, reasons=reasons)
+                if skipped and actionable else "",
+                "nothing_text": _("Nothing to do: none of the %(count)d matching records can "
+                                  "be changed by this action (%(reasons)s).", count=total,
+                                  reasons=reasons) if not actionable else ""}
 
     @expose("/export", methods=["POST"])
     @has_access

@@ -111,7 +111,7 @@ class UnitPersonView(ScopedModelView):
                     "person.id_number", "person.nationality", "person.mobile", "person.email",
                     "person.job_title", "tag", "entry_days", "status", "is_reuse",
                     "submitted_at"]
-    search_columns = ["status", "tag", "is_reuse"]
+    search_columns = ["status", "tag", "is_reuse", "person_id_search", "person_mobile_search"]
     add_form = PersonForm
     edit_form = PersonForm
     add_columns = edit_columns = ["name", "gender", "id_type", "id_number", "nationality",
@@ -361,7 +361,7 @@ class UnitOrderView(ScopedModelView):
     search_columns = ["number", "status"]
     order_columns = ["number", "status", "fee_fen", "amount_fen", "created_at", "paid_at"]
     base_permissions = ["can_list", "can_show"]
-    label_columns = {"id": _l("Payment"), "invoice_request_id": _l("Invoice")}
+    label_columns = {"id": _l("Payment record"), "invoice_request_id": _l("Invoice")}
 
 
 def apply_link(pk: int) -> Markup:
