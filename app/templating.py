@@ -1,12 +1,17 @@
-"""Globals for templates: the demo clock, translated strings for the batch-action script."""
+"""Globals for templates: the demo clock, translated strings for the scripts, the calendar's
+names in the page's language."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from babel import Locale
 from flask import Flask
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from app import clock
+from app.clock import today_shanghai
 from app.formatting import fmt_datetime, fmt_money
 
 
@@ -33,6 +38,39 @@ def js_messages() -> dict[str, str]:
     }
 
 
+def _picker_pattern(cldr: str) -> str:
+    """A CLDR date pattern (`y年M月`, `MMMM y`) in bootstrap-datepicker's letters."""
+    letters = {"y": "yyyy", "M": "m", "MM": "mm", "MMM": "M", "MMMM": "MM"}
+    return re.sub(r"y+|M+", lambda match: letters.get(match.group(), match.group()), cldr)
+
+
+def picker_locale() -> dict[str, Any]:
+    """The calendar's names in the page's language, from CLDR (Sunday first, as
+    bootstrap-datepicker counts), and the business day it opens on when the box is empty."""
+    locale = get_locale() or Locale("en")
+    days = locale.days["format"]
+    months = locale.months["format"]
+
+    def sunday_first(names: dict[int, str]) -> list[str]:
+        return [names[6]] + [names[i] for i in range(6)]
+
+    today = today_shanghai()
+    return {
+        "code": str(locale),
+        "days": sunday_first(days["wide"]),
+        "daysShort": sunday_first(days["abbreviated"]),
+        # The one-letter names where they tell the days apart (日一二…), else two (Su Mo…).
+        "daysMin": sunday_first(days["narrow"] if len(set(days["narrow"].values())) == 7
+                                else days["short"]),
+        "months": [months["wide"][i] for i in range(1, 13)],
+        "monthsShort": [months["abbreviated"][i] for i in range(1, 13)],
+        "titleFormat": _picker_pattern(locale.datetime_skeletons["yMMMM"].pattern),
+        "weekStart": (locale.first_week_day + 1) % 7,
+        "time": _("Time"),
+        "opensOn": {"year": today.year, "month": today.month - 1, "day": today.day},
+    }
+
+
 def _cjk(text: str) -> bool:
     return any("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in text)
 
@@ -54,6 +92,7 @@ def register_template_helpers(app: Flask) -> None:
         ciie_clock_shifted=clock.is_shifted,
         ciie_now_local=lambda: fmt_datetime(clock.now()),
         ciie_js_messages=js_messages,
+        ciie_calendar=picker_locale,
     )
     app.jinja_env.filters["money"] = fmt_money
     app.jinja_env.filters["local_dt"] = fmt_datetime

@@ -29,3 +29,17 @@ def test_select_boxes_speak_chinese_and_english(page, world):
             "zzzz-no-such-delegation")
         assert page.locator(".select2-results__message").inner_text() == nothing
         page.keyboard.press("Escape")
+
+
+def test_calendars_speak_the_page_language_on_every_page(page, world):
+    """FAB's date-only calendars took the page's language only on forms that also had a
+    date-time box: every page now carries the calendar's names (window.CIIE_CALENDAR)."""
+    log_in(page, "finance")
+    for language, january in (("zh", "一月"), ("en", "January")):
+        page.goto("/")
+        page.click(f"#lang-{language}")
+        page.wait_for_selector("#home")
+        page.goto("/finance/statements/list/")
+        assert page.locator(".ciie-datetime").count() == 0
+        assert page.evaluate("jQuery.fn.datepicker.dates["
+                             "jQuery.fn.datepicker.defaults.language].months[0]") == january

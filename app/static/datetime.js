@@ -76,9 +76,12 @@
         });
     }
 
-    // FAB's date-only pickers on the same form (an edition's first and last day) speak the
-    // page's language too: defaults set now, before FAB builds them when the page is ready.
-    var first = $('.ciie-datetime[data-ciie-datetime]').first().data('ciie-datetime');
+    // FAB's date-only pickers (an edition's first and last day, date filters) speak the page's
+    // language too: defaults set now, before FAB builds them when the page is ready.
+    // Every page carries them (CIIE_CALENDAR), so date-only fields and filters are not in
+    // English on a Chinese page.
+    var first = window.CIIE_CALENDAR ||
+        $('.ciie-datetime[data-ciie-datetime]').first().data('ciie-datetime');
     if (first) {
         $.fn.datepicker.dates['ciie-' + first.code] = first;
         $.fn.datepicker.defaults.language = 'ciie-' + first.code;

@@ -14,7 +14,6 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from babel import Locale
 from flask import (
     abort,
     current_app,
@@ -35,7 +34,6 @@ from flask_appbuilder.fields import EnumField
 from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_appbuilder.urltools import get_filter_args
 from flask_appbuilder.widgets import ListWidget
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
@@ -46,13 +44,14 @@ from wtforms.validators import DataRequired, InputRequired
 from wtforms.widgets import html_params
 
 from app import models as m
-from app.clock import SHANGHAI, today_shanghai
+from app.clock import SHANGHAI
 from app.extensions import db, queue
 from app.formatting import fmt_money, fmt_value
 from app.labels import COLUMN_LABELS
 from app.scoping.actor import WRITE, current_actor, write_scope
 from app.scoping.interface import ScopedInterface, Selection, filtered_ids
 from app.scoping.rules import condition, get_scoped, row_id, scoped
+from app.templating import picker_locale
 from app.workflow import BatchResult, WorkflowError
 from app.workflow.audit import record
 from app.workflow.errors import InputRefused
@@ -106,39 +105,6 @@ class ShanghaiDateTimeField(DateTimeField):
         if self.data is None:
             return ""
         return self.data.astimezone(SHANGHAI).strftime(self.format[0])
-
-
-def _picker_pattern(cldr: str) -> str:
-    """A CLDR date pattern (`y年M月`, `MMMM y`) in bootstrap-datepicker's letters."""
-    letters = {"y": "yyyy", "M": "m", "MM": "mm", "MMM": "M", "MMMM": "MM"}
-    return re.sub(r"y+|M+", lambda match: letters.get(match.group(), match.group()), cldr)
-
-
-def picker_locale() -> dict[str, Any]:
-    """The calendar's names in the page's language, from CLDR (Sunday first, as
-    bootstrap-datepicker counts), and the business day it opens on when the box is empty."""
-    locale = get_locale() or Locale("en")
-    days = locale.days["format"]
-    months = locale.months["format"]
-
-    def sunday_first(names: dict[int, str]) -> list[str]:
-        return [names[6]] + [names[i] for i in range(6)]
-
-    today = today_shanghai()
-    return {
-        "code": str(locale),
-        "days": sunday_first(days["wide"]),
-        "daysShort": sunday_first(days["abbreviated"]),
-        # The one-letter names where they tell the days apart (日一二…), else two (Su Mo…).
-        "daysMin": sunday_first(days["narrow"] if len(set(days["narrow"].values())) == 7
-                                else days["short"]),
-        "months": [months["wide"][i] for i in range(1, 13)],
-        "monthsShort": [months["abbreviated"][i] for i in range(1, 13)],
-        "titleFormat": _picker_pattern(locale.datetime_skeletons["yMMMM"].pattern),
-        "weekStart": (locale.first_week_day + 1) % 7,
-        "time": _("Time"),
-        "opensOn": {"year": today.year, "month": today.month - 1, "day": today.day},
-    }
 
 
 class ShanghaiDateTimePickerWidget:
