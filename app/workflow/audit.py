@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
 from flask_appbuilder.security.sqla.models import Role
@@ -16,6 +16,7 @@ from app.clock import now
 from app.extensions import db
 from app.i18n import pick
 from app.input_checks import check_lengths
+from app.labels import ROLE_LABELS
 from app.scoping.actor import Actor
 from app.scoping.rules import scoped
 
@@ -68,6 +69,8 @@ class RecordKind:
     model: type | None = None
     name: tuple = ()
     joins: tuple = ()
+    # How a name is shown, where the stored one is a code (a role's "sub_delegation").
+    shown: Callable[[str], str] | None = None
 
 
 def _kinds() -> dict[str, RecordKind]:
@@ -113,7 +116,8 @@ def _kinds() -> dict[str, RecordKind]:
         "referral_code": RecordKind(_l("Referral code"), m.ReferralCode,
                                     (m.ReferralCode.code,)),
         "refund": RecordKind(_l("Refund"), m.Refund, (m.Refund.number,)),
-        "role": RecordKind(_l("Role"), Role, (Role.name,)),
+        "role": RecordKind(_l("Role"), Role, (Role.name,),
+                           shown=lambda code: str(ROLE_LABELS.get(code, code))),
         "shipment": RecordKind(_l("Parcel"), m.Shipment, (m.Shipment.tracking_no,)),
         "unit": RecordKind(_l("Unit"), m.Unit, (m.Unit.name,)),
         "unit_document": RecordKind(_l("Qualification document"), m.UnitDocument,
@@ -271,7 +275,8 @@ def record_names(events: Iterable[m.AuditEvent]) -> dict[tuple[str, int], str]:
         rows = db.session.execute(scoped(query.where(model.id.in_(sorted(ids))), model)).all()
         for row in rows:
             parts = [None if v is None else str(v) for v in row[1:]]
-            names[model, row[0]] = pick(*parts) if len(parts) == 2 else (parts[0] or "")
+            name = pick(*parts) if len(parts) == 2 else (parts[0] or "")
+            names[model, row[0]] = kind.shown(name) if kind.shown else name
     return {(event.record_type, event.record_id): names[kind.model, event.record_id]
             for event in events
             if (kind := RECORD_KINDS.get(event.record_type)) is not None
