@@ -35,6 +35,14 @@ class Config:
     )
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # A PostgreSQL streaming replica for list pages, API lists and exports (app/replica.py,
+    # docs/production.md); empty: everything on DATABASE_URL. A replica lagging more than
+    # REPLICA_MAX_LAG seconds, or unreachable, is left aside (the primary answers); its state is
+    # read at most every REPLICA_CHECK_INTERVAL seconds per process.
+    DATABASE_REPLICA_URL = _env("DATABASE_REPLICA_URL")
+    REPLICA_MAX_LAG = float(_env("REPLICA_MAX_LAG", "10"))
+    REPLICA_CHECK_INTERVAL = float(_env("REPLICA_CHECK_INTERVAL", "1"))
+    REPLICA_CONNECT_TIMEOUT = int(_env("REPLICA_CONNECT_TIMEOUT", "2"))
 
     # Alembic owns the schema: Flask-AppBuilder must never create tables or permissions at
     # start-up; `flask ciie init` syncs permissions and roles after `flask db upgrade`.
@@ -147,6 +155,27 @@ class Config:
     SMS_BACKEND = _env("SMS_BACKEND", "log")
     # The SMS sandbox appends each message here as a JSON line (the provider is out of reach).
     SMS_OUTBOX = _env("SMS_OUTBOX", os.path.join(INSTANCE_DIR, "sms-outbox.jsonl"))
+    # SMS providers (app/gateways/sms.py), chosen by SMS_BACKEND (log | aliyun | tencent).
+    # Secrets come from the environment or a file (*_FILE) outside the repository. *_TEMPLATES
+    # is JSON: {"<kind>": {"zh": "<template code>", "en": "…"}} for every kind in
+    # app/gateways/sms.py SMS_TEMPLATES. *_ENDPOINT is the provider's host (http://… only for
+    # the tests' loopback stub).
+    SMS_TIMEOUT = _env("SMS_TIMEOUT", "10")
+    ALIYUN_SMS_ACCESS_KEY_ID = _env("ALIYUN_SMS_ACCESS_KEY_ID")
+    ALIYUN_SMS_ACCESS_KEY_SECRET = _env("ALIYUN_SMS_ACCESS_KEY_SECRET")
+    ALIYUN_SMS_ACCESS_KEY_SECRET_FILE = _env("ALIYUN_SMS_ACCESS_KEY_SECRET_FILE")
+    ALIYUN_SMS_REGION = _env("ALIYUN_SMS_REGION", "cn-hangzhou")
+    ALIYUN_SMS_ENDPOINT = _env("ALIYUN_SMS_ENDPOINT", "dysmsapi.aliyuncs.com")
+    ALIYUN_SMS_SIGN_NAME = _env("ALIYUN_SMS_SIGN_NAME")
+    ALIYUN_SMS_TEMPLATES = _env("ALIYUN_SMS_TEMPLATES", "{}")
+    TENCENT_SMS_SECRET_ID = _env("TENCENT_SMS_SECRET_ID")
+    TENCENT_SMS_SECRET_KEY = _env("TENCENT_SMS_SECRET_KEY")
+    TENCENT_SMS_SECRET_KEY_FILE = _env("TENCENT_SMS_SECRET_KEY_FILE")
+    TENCENT_SMS_REGION = _env("TENCENT_SMS_REGION", "ap-guangzhou")
+    TENCENT_SMS_ENDPOINT = _env("TENCENT_SMS_ENDPOINT", "sms.tencentcloudapi.com")
+    TENCENT_SMS_SDK_APP_ID = _env("TENCENT_SMS_SDK_APP_ID")
+    TENCENT_SMS_SIGN_NAME = _env("TENCENT_SMS_SIGN_NAME")
+    TENCENT_SMS_TEMPLATES = _env("TENCENT_SMS_TEMPLATES", "{}")
 
     # Where units send bank transfers (shown on the order page; the seller on invoices).
     PAYEE_NAME = _env("PAYEE_NAME", "中国国际进口博览局")
@@ -209,6 +238,8 @@ class ProductionConfig(Config):
     HSTS_ENABLED = True
     # Real providers only: the sandbox and its pages do not exist in production.
     PAYMENT_SANDBOX = False
+    # create_app refuses to start with the SMS log sandbox or a provider setting missing.
+    SMS_PROVIDER_REQUIRED = True
 
 
 class TestConfig(Config):

@@ -34,6 +34,11 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
     app.config.update(overrides)
     if app.config.get("SESSION_COOKIE_SECURE") and app.config["SECRET_KEY"].startswith("dev-"):
         raise RuntimeError("SECRET_KEY must be set in production")
+    if app.config.get("SMS_PROVIDER_REQUIRED"):
+        from app.gateways.sms import missing_settings
+
+        if missing := missing_settings(app.config):
+            raise RuntimeError("production needs these SMS settings: " + "; ".join(missing))
     os.makedirs(app.config["UPLOAD_FOLDER"], exist_ok=True)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         os.makedirs(os.path.dirname(app.config["SQLALCHEMY_DATABASE_URI"][10:]) or ".",
@@ -74,6 +79,9 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
         from app.web_security import init_web_security
 
         init_web_security(app, appbuilder)
+        from app.replica import init_replica
+
+        init_replica(app, appbuilder)
         app.config["APP_NAME"] = _l("CIIE Professional Visitors")
 
     from app.cli import register_cli

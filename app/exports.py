@@ -1,22 +1,21 @@
-"""Excel exports of a list's filtered rows, streamed from a server-side cursor into a workbook.
+"""Excel exports of a list's filtered rows, streamed from a server-side cursor into a workbook
+(rust_xlsxwriter in constant-memory mode: rows go to disk as they are written).
 
 The delegation's person and unit lists and finance's payments, transfers, refunds, statement
 lines and invoices are declared here (rows, search columns, formatters, labels); their views
 show them, so an export has exactly the rows and cells its list shows."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from datetime import datetime
+from typing import Any, Callable, Iterable
 
+import rvgsrust_xlsxwriter as xlsx
 import sqlalchemy as sa
 from flask_appbuilder.models.sqla.filters import FilterEqual, FilterEqualFunction
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
 from sqlalchemy.orm import aliased
 
 from app import models as m
@@ -245,43 +244,84 @@ def fmt_signed_money(fen: int | None) -> str:
     return ("-" if fen < 0 else "") + fmt_money(abs(fen))
 
 
-def _cell_text(ws: Any, text: str) -> Any:
-    """A text cell: characters XML cannot hold dropped, and never read as a formula (a unit
-    named "=HYPERLINK(…)" must stay text)."""
-    text = ILLEGAL_CHARACTERS_RE.sub("", text)
-    if text.startswith("="):
-        cell = WriteOnlyCell(ws, value=text)
-        cell.data_type = "s"
-        return cell
-    return text
+# Characters XML 1.0 cannot hold (tab, line feed and carriage return it can).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# The most characters an Excel cell holds.
+MAX_CELL_TEXT = 32767
 
 
-def _money_cell(ws: Any, fen: int | None) -> Any:
-    if fen is None:
+def _cell_text(text: str) -> str | None:
+    """A text cell: characters XML cannot hold dropped, cut to what a cell holds, empty as a
+    blank cell. The writer stores every str as text, never as a formula, so a unit named
+    "=HYPERLINK(…)" stays text."""
+    if not text.isprintable():
+        text = _CONTROL.sub("", text)
+    return text[:MAX_CELL_TEXT] or None
+
+
+def open_sheet(workbook: xlsx.Workbook, title: str, headers: list[str], widths: list[int],
+               money: Iterable[int] = ()) -> xlsx.Worksheet:
+    """A worksheet written as a stream (rows in increasing order, none kept in memory): bold
+    header row frozen at the top, column widths, the `money` columns as numbers in yuan."""
+    sheet = workbook.add_worksheet(title, constant_memory=True)
+    for index, width in enumerate(widths):
+        sheet.set_column_width(index, width)
+    yuan = workbook.add_format().set_num_format("#,##0.00")
+    for index in money:
+        sheet.set_column_format(index, yuan)
+    sheet.freeze_panes(1, 0)
+    sheet.write_row(0, 0, [_cell_text(text) for text in headers],
+                    workbook.add_format().set_bold())
+    return sheet
+
+
+def _money(fen: int | None) -> Any:
+    return None if fen is None else fen_to_yuan(fen)
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else _cell_text(value)
+
+
+def _beijing_minutes(value: datetime | None) -> str | None:
+    """fmt_datetime's Beijing time to the minute (2022-09-15 10:00), without strftime: the
+    export formats one for every row."""
+    return None if value is None else value.astimezone(SHANGHAI).isoformat(" ", "minutes")[:16]
+
+
+def _python_type(column: Column) -> type | None:
+    sql_type = column.expr.type
+    # A TypeDecorator (AwareDateTime) answers `object`: its stored type says what is read.
+    sql_type = getattr(sql_type, "impl_instance", sql_type)
+    try:
+        return sql_type.python_type
+    except NotImplementedError:
         return None
-    cell = WriteOnlyCell(ws, value=fen_to_yuan(fen))
-    cell.number_format = "#,##0.00"
-    return cell
 
 
-def _header_cell(ws: Any, text: str) -> WriteOnlyCell:
-    cell = WriteOnlyCell(ws, value=text)
-    cell.font = Font(bold=True)
-    return cell
-
-
-def _formatter(spec: Export, column: Column) -> Callable[[Any], str]:
-    """The list's own formatter for the column (labels, Beijing time, masks)."""
-    fmt = spec.formatters_columns.get(column.key, fmt_value)
+def _formatter(spec: Export, column: Column) -> Callable[[Any], Any]:
+    """The list's own formatter for the column (labels, Beijing time, masks) as the cell's
+    value; money as yuan. Picked once per column: text is written as read, times go straight
+    to Beijing time, and few-valued columns format each value once."""
+    if column.money:
+        return _money
+    fmt = spec.formatters_columns.get(column.key)
     if column.pii and fmt not in MASKED.values():
         raise RuntimeError(f"{column.key} would be exported unmasked")
+    if fmt is None and not column.memo:
+        python_type = _python_type(column)
+        if python_type is str:
+            return _text
+        if python_type is datetime:
+            return _beijing_minutes
+    fmt = fmt or fmt_value
     if not column.memo:
-        return lambda value: str(fmt(value))
-    cache: dict[Any, str] = {}
+        return lambda value: _cell_text(str(fmt(value)))
+    cache: dict[Any, str | None] = {}
 
-    def memoised(value: Any) -> str:
+    def memoised(value: Any) -> str | None:
         if value not in cache:
-            cache[value] = str(fmt(value))
+            cache[value] = _cell_text(str(fmt(value)))
         return cache[value]
 
     return memoised
@@ -289,7 +329,7 @@ def _formatter(spec: Export, column: Column) -> Callable[[Any], str]:
 
 def write_export(spec: Export, actor: Actor, params: dict, progress: Progress) -> dict:
     """Write the rows the view lists for the task's filters, in the actor's scope, to an xlsx
-    file (one row in memory at a time); returns the task report naming the file."""
+    file (a chunk of rows in memory at a time); returns the task report naming the file."""
     language = "en" if params.get("language") == "en" else "zh"
     model = spec.model
     columns, select = spec.query(language)
@@ -300,27 +340,26 @@ def write_export(spec: Export, actor: Actor, params: dict, progress: Progress) -
         stmt = select.where(model.id.in_(ids)).order_by(
             model.id.asc() if spec.ascending else model.id.desc())
         formatters = [_formatter(spec, c) for c in columns]
-        money = [c.money for c in columns]
-        workbook = Workbook(write_only=True)
-        sheet = workbook.create_sheet(title=str(spec.title))
-        for index, column in enumerate(columns, start=1):
-            sheet.column_dimensions[get_column_letter(index)].width = column.width
-        sheet.freeze_panes = "A2"
-        sheet.append([_header_cell(sheet, str(spec.label_columns.get(c.key)
-                                              or COLUMN_LABELS.get(c.key, c.key)))
-                      for c in columns])
         key = storage.new_key("xlsx")
+        workbook = xlsx.Workbook(storage.path_of(key))
+        sheet = open_sheet(
+            workbook, str(spec.title),
+            [str(spec.label_columns.get(c.key) or COLUMN_LABELS.get(c.key, c.key))
+             for c in columns],
+            [c.width for c in columns], [i for i, c in enumerate(columns) if c.money])
         done = 0
+        chunk: list[list[Any]] = []
         try:
             for row in db.session.execute(stmt.execution_options(yield_per=CHUNK)):
-                sheet.append([_money_cell(sheet, value) if is_money
-                              else _cell_text(sheet, fmt(value))
-                              for fmt, is_money, value in zip(formatters, money, row,
-                                                              strict=True)])
+                chunk.append([fmt(value) for fmt, value in zip(formatters, row, strict=True)])
                 done += 1
+                if len(chunk) == CHUNK:
+                    sheet.write_rows(done - CHUNK + 1, 0, chunk)
+                    chunk = []
                 if done % PROGRESS_EVERY == 0:
                     progress(done, total)
-            workbook.save(storage.path_of(key))
+            sheet.write_rows(done - len(chunk) + 1, 0, chunk)
+            workbook.close()
         except BaseException:
             storage.remove(key)
             raise

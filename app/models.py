@@ -14,9 +14,11 @@ from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User as FabUser
 from flask_babel import LazyString
 from flask_babel import lazy_gettext as _l
-from sqlalchemy.orm import Mapped, aliased, column_property, mapped_column, relationship
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Mapped, aliased, column_property, mapped_column, relationship, validates
 
 from app.clock import now
+from app.search_keys import name_tokens
 
 metadata = Model.metadata
 # Named constraints make Alembic's SQLite batch mode and error messages predictable. FAB's own
@@ -312,6 +314,8 @@ class NotificationChannel(LabelledEnum):
 class NotificationStatus(LabelledEnum):
     queued = "queued", _l("Queued")
     sent = "sent", _l("Sent")
+    # The SMS provider reported the message on the phone (issue 15).
+    delivered = "delivered", _l("Delivered to the phone")
     failed = "failed", _l("Failed")
 
 
@@ -629,6 +633,9 @@ class UnitRegistration(TimestampMixin, Model):
         # A delegation's scope spans editions: its registrations by delegation alone.
         sa.Index("ix_unit_registration_delegation", "delegation_id"),
         sa.Index("ix_unit_registration_sub_delegation", "sub_delegation_id"),
+        # What a person registration's copies of the delegations refer to (below).
+        sa.UniqueConstraint("id", "delegation_id"),
+        sa.UniqueConstraint("id", "sub_delegation_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -802,13 +809,18 @@ class Person(TimestampMixin, Model):
     """A badge applicant of a unit; carried forward from edition to edition."""
 
     __tablename__ = "person"
-    __table_args__ = (sa.UniqueConstraint("unit_id", "id_type", "id_number"),)
+    __table_args__ = (
+        sa.UniqueConstraint("unit_id", "id_type", "id_number"),
+        sa.Index("ix_person_name_search", "name_search", postgresql_using="gin"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), nullable=False)
     # Set when the person registered through the mobile app / mini-program.
     user_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"), unique=True)
-    name: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    # "search_tokens" names the column a name search narrows by first (scoping.interface).
+    name: Mapped[str] = mapped_column(sa.String(100), nullable=False,
+                                      info={"search_tokens": "name_search"})
     gender: Mapped[Gender] = enum_column(Gender, nullable=False)
     id_type: Mapped[IdType] = enum_column(IdType, nullable=False)
     id_number: Mapped[str] = mapped_column(sa.String(32), nullable=False)
@@ -823,8 +835,18 @@ class Person(TimestampMixin, Model):
     # the keyed hash they become once the numbers are encrypted.
     id_search_key: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
     mobile_search_key: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
+    # The name's search tokens (app.search_keys.name_tokens), GIN indexed: a one- or
+    # two-character Chinese name search is an index lookup (pg_trgm needs three characters).
+    # Set with the name by every ORM write; set-based writers compute it themselves.
+    name_search: Mapped[Optional[list[str]]] = mapped_column(
+        sa.JSON().with_variant(postgresql.ARRAY(sa.Text()), "postgresql"))
 
     unit: Mapped[Unit] = relationship()
+
+    @validates("name")
+    def _tokens_with_name(self, _key: str, name: str) -> str:
+        self.name_search = name_tokens(name)
+        return name
 
     def __repr__(self) -> str:
         return self.name
@@ -865,6 +887,26 @@ class PersonRegistration(TimestampMixin, Model):
         # The security-review queue: a status, longest waiting first (no sort of 90,000 rows).
         sa.Index("ix_person_registration_queue", "edition_id", "status", "status_changed_at",
                  "id"),
+        # The unit registration's delegations, copied so that a delegation's persons list, its
+        # bounded count and its statistics read one index range, not a join (issue 14). The
+        # database holds the copies equal: a mismatch is refused, and a unit moved from one
+        # delegation to another takes its persons along (ON UPDATE CASCADE). Only a copy left
+        # empty escapes the key (SQL skips a foreign key with a NULL in it): the listeners
+        # below fill the copies on insert and on a change of the unit's delegation.
+        sa.ForeignKeyConstraint(
+            ["unit_registration_id", "delegation_id"],
+            ["unit_registration.id", "unit_registration.delegation_id"],
+            name="fk_person_registration_unit_delegation", onupdate="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["unit_registration_id", "sub_delegation_id"],
+            ["unit_registration.id", "unit_registration.sub_delegation_id"],
+            name="fk_person_registration_unit_sub_delegation", onupdate="CASCADE"),
+        # Scope, then status and tag (the list's filters), with what the count and the
+        # statistics read: index-only scans (EXPLAIN in the issue-14 report).
+        sa.Index("ix_person_registration_delegation", "delegation_id", "edition_id", "status",
+                 "tag", "sub_delegation_id", "id"),
+        sa.Index("ix_person_registration_sub_delegation", "sub_delegation_id", "edition_id",
+                 "status", "tag", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -873,6 +915,11 @@ class PersonRegistration(TimestampMixin, Model):
     unit_registration_id: Mapped[int] = mapped_column(
         sa.ForeignKey("unit_registration.id"), nullable=False
     )
+    # Always the unit registration's, empty where the unit's are. The composite keys above
+    # make each a delegation too (the unit registration's refers to one): a key of its own to
+    # delegation would check every insert twice over.
+    delegation_id: Mapped[Optional[int]] = mapped_column(sa.Integer)
+    sub_delegation_id: Mapped[Optional[int]] = mapped_column(sa.Integer)
     # id_type:id_number of the person, kept here so SQL can hold the per-edition uniqueness.
     id_key: Mapped[str] = mapped_column(sa.String(64), nullable=False)
     status: Mapped[PersonStatus] = enum_column(
@@ -884,7 +931,9 @@ class PersonRegistration(TimestampMixin, Model):
     is_reuse: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
     previous_badge_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("badge.id"))
     previous_tag: Mapped[Optional[Tag]] = enum_column(Tag, name="previous_tag")
-    lock_batch_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("lock_batch.id"))
+    # Indexed: a lock's notices read its persons by batch (not a scan of every registration).
+    lock_batch_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("lock_batch.id"),
+                                                         index=True)
     # The badge valid for this edition: a new one, or the previous one re-activated.
     badge_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("badge.id"))
     submitted_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
@@ -892,7 +941,9 @@ class PersonRegistration(TimestampMixin, Model):
 
     edition: Mapped[Edition] = relationship()
     person: Mapped[Person] = relationship()
-    unit_registration: Mapped[UnitRegistration] = relationship()
+    unit_registration: Mapped[UnitRegistration] = relationship(
+        foreign_keys=[unit_registration_id],
+        primaryjoin=lambda: UnitRegistration.id == PersonRegistration.unit_registration_id)
     previous_badge: Mapped[Optional["Badge"]] = relationship(foreign_keys=[previous_badge_id])
     badge: Mapped[Optional["Badge"]] = relationship(foreign_keys=[badge_id])
 
@@ -906,14 +957,14 @@ class PersonRegistration(TimestampMixin, Model):
         sa.select(Unit.name).join(UnitRegistration, UnitRegistration.unit_id == Unit.id)
         .where(UnitRegistration.id == unit_registration_id).scalar_subquery(), deferred=True)
     # The unit's delegation and sub-delegation, for the persons' search filters (statistics
-    # link to them); "references" makes the filter a choice of delegations, by equality.
+    # link to them by these names); "references" makes the filter a choice of delegations, by
+    # equality. They read the copies on this row (an index range); type_coerce renders the
+    # bare column under a second name (a synonym would not be a column to FAB's filters).
     unit_delegation_id = column_property(
-        sa.select(UnitRegistration.delegation_id)
-        .where(UnitRegistration.id == unit_registration_id).scalar_subquery(),
+        sa.type_coerce(delegation_id.column, sa.Integer),
         deferred=True, info={"references": "delegation"})
     unit_sub_delegation_id = column_property(
-        sa.select(UnitRegistration.sub_delegation_id)
-        .where(UnitRegistration.id == unit_registration_id).scalar_subquery(),
+        sa.type_coerce(sub_delegation_id.column, sa.Integer),
         deferred=True, info={"references": "delegation"})
     unit_region = column_property(
         sa.select(Unit.region).join(UnitRegistration, UnitRegistration.unit_id == Unit.id)
@@ -946,6 +997,45 @@ class PersonRegistration(TimestampMixin, Model):
 
     def __repr__(self) -> str:
         return self.person.name if self.person else f"#{self.id}"
+
+
+@sa.event.listens_for(PersonRegistration, "before_insert")
+def _copy_unit_delegations(mapper: object, connection: sa.Connection,
+                           target: PersonRegistration) -> None:
+    """Every way of adding a person (workflow, demo, tests) gets its unit's delegations: from
+    the unit registration in the session when it is loaded (no query), else read by the INSERT
+    itself. Whatever was set by hand gives way: the copies are the unit's by definition."""
+    session = sa.orm.object_session(target)
+    key = sa.orm.util.identity_key(UnitRegistration, target.unit_registration_id)
+    unit_registration = session.identity_map.get(key) if session is not None else None
+    if unit_registration is not None and {"delegation_id", "sub_delegation_id"} <= set(
+            unit_registration.__dict__):
+        target.delegation_id = unit_registration.delegation_id
+        target.sub_delegation_id = unit_registration.sub_delegation_id
+        return
+    UR = UnitRegistration
+    of_unit = UR.id == target.unit_registration_id
+    target.delegation_id = sa.select(UR.delegation_id).where(of_unit).scalar_subquery()
+    target.sub_delegation_id = sa.select(UR.sub_delegation_id).where(of_unit).scalar_subquery()
+
+
+@sa.event.listens_for(UnitRegistration, "after_update")
+def _move_persons_along(mapper: object, connection: sa.Connection,
+                        target: UnitRegistration) -> None:
+    """A unit registration given another delegation or sub-delegation takes its persons along,
+    all in one UPDATE in the same transaction. The foreign keys cascade a change from one
+    delegation to another by themselves, but not one from or to none (SQL skips a key with a
+    NULL in it): this covers those."""
+    state = sa.inspect(target)
+    if not (state.attrs.delegation_id.history.has_changes()
+            or state.attrs.sub_delegation_id.history.has_changes()):
+        return
+    PR = PersonRegistration
+    connection.execute(sa.update(PR).where(
+        PR.unit_registration_id == target.id,
+        sa.or_(PR.delegation_id.is_distinct_from(target.delegation_id),
+               PR.sub_delegation_id.is_distinct_from(target.sub_delegation_id)))
+        .values(delegation_id=target.delegation_id, sub_delegation_id=target.sub_delegation_id))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1572,6 +1662,17 @@ class Notification(Model):
         # The outbox: the sweeper looks for the few queued notices among all ever sent.
         sa.Index("ix_notification_queued", "id", sqlite_where=sa.text("status = 'queued'"),
                  postgresql_where=sa.text("status = 'queued'")),
+        # The receipt poll looks for the few SMS the provider took and has not reported on.
+        sa.Index("ix_notification_awaiting_receipt", "sent_at",
+                 sqlite_where=sa.text("status = 'sent' AND provider_message_id IS NOT NULL"),
+                 postgresql_where=sa.text(
+                     "status = 'sent' AND provider_message_id IS NOT NULL")),
+        # Each provider's last success and failure, for the operator (app/workflow/sms.py);
+        # the failed notices are finance's list too.
+        sa.Index("ix_notification_provider_sent", "provider", "sent_at"),
+        sa.Index("ix_notification_failed", "attempted_at",
+                 sqlite_where=sa.text("status = 'failed'"),
+                 postgresql_where=sa.text("status = 'failed'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -1590,6 +1691,18 @@ class Notification(Model):
     last_error: Mapped[Optional[str]] = mapped_column(sa.String(500))
     created_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
     sent_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    # An SMS goes as a provider's approved template with parameters (app/gateways/sms.py
+    # SMS_TEMPLATES), kept with the notice: never re-derived from the text.
+    sms_template: Mapped[Optional[str]] = mapped_column(sa.String(40))
+    sms_params: Mapped[Optional[dict]] = mapped_column(sa.JSON)
+    # Who took it (log | aliyun | tencent), its id there (Alibaba's BizId, Tencent's SerialNo),
+    # and the provider's code of the last answer or delivery report.
+    provider: Mapped[Optional[str]] = mapped_column(sa.String(16))
+    provider_message_id: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    provider_code: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    receipt_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    # The last try to send it, successful or not (the operator's "last failure").
+    attempted_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
 
     unit: Mapped[Optional[Unit]] = relationship()
 

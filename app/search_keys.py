@@ -4,7 +4,10 @@ key of what was typed with the key stored beside the number (B-tree indexed), so
 and the numbers themselves are never read to search.
 
 Issue 17 encrypts the numbers and makes the key a keyed hash: `_sealed` is the one place that
-changes (and a migration then recomputes the stored keys)."""
+changes (and a migration then recomputes the stored keys).
+
+A person's name has search tokens beside it (name_tokens, GIN indexed): a name search for one
+or two Chinese characters is then an index lookup too."""
 from __future__ import annotations
 
 import re
@@ -65,6 +68,54 @@ def mobile_key(value: str | None) -> str | None:
     """The search key of a phone number (None for no number, or one that is none)."""
     normalised = normalised_mobile(value)
     return _sealed(normalised) if normalised else None
+
+
+# Where a name splits into words: white space (NFKC makes the ideographic and no-break spaces
+# plain ones) and the middle dots of transliterated names (约翰·史密斯). Written out, not
+# \\s, so the migration's SQL (c14b00000002) splits exactly here too.
+NAME_SEPARATORS = " \t\n\r\f\v\u00b7\u2022\u30fb"
+_NAME_WORDS = re.compile(f"[^{NAME_SEPARATORS}]+")
+
+
+def _name_words(text: str) -> list[str]:
+    """The words of a name or a typed search, as the tokens are cut from them: NFKC, then
+    lower case one character at a time, which is what PostgreSQL's lower() and ILIKE do (no
+    context-dependent final sigma; "İ" becomes "i"). casefold() would fold more ("ß" →
+    "ss") than the ILIKE recheck does, and PostgreSQL 15 has no casefold to backfill with."""
+    folded = "".join(ch.lower()[0] for ch in unicodedata.normalize("NFKC", text))
+    return _NAME_WORDS.findall(folded)
+
+
+def name_tokens(name: str | None) -> list[str]:
+    """The search tokens stored beside a name (person.name_search, GIN indexed): every
+    character and every pair of adjacent characters of each word, sorted by code point.
+    Whatever text a name contains, the tokens of that text (name_search_tokens) are among
+    these, so the index finds every name a "contains" search finds."""
+    tokens: set[str] = set()
+    for word in _name_words(name or ""):
+        tokens.update(word)
+        tokens.update(word[i:i + 2] for i in range(len(word) - 1))
+    return sorted(tokens)
+
+
+def name_search_tokens(text: str | None) -> list[str]:
+    """The tokens a name must have to contain the typed text: a one-character word is
+    itself, a longer one its pairs of adjacent characters (all of them must be present).
+    Latin words are searched by their pairs too, not by stored prefixes: the pairs already
+    narrow a search to few names, and prefixes would multiply the tokens stored per name."""
+    tokens: set[str] = set()
+    for word in _name_words(text or ""):
+        tokens.update([word] if len(word) == 1
+                      else (word[i:i + 2] for i in range(len(word) - 1)))
+    return sorted(tokens)
+
+
+def name_tokens_suffice(text: str) -> bool:
+    """Whether having the typed text's tokens is the same as containing the text: so for one
+    word of one or two characters (the token is the text itself), as names are stored NFKC;
+    a longer word's pairs may all be in a name without the word, so it is compared too."""
+    folded = "".join(ch.lower()[0] for ch in unicodedata.normalize("NFKC", text))
+    return bool(folded) and len(folded) <= 2 and _name_words(text) == [folded]
 
 
 def person_keys(id_number: str | None, mobile: str | None) -> dict[str, str | None]:

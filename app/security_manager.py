@@ -35,7 +35,7 @@ from flask_appbuilder.security.views import (
 from flask_appbuilder.utils.base import get_safe_redirect
 from flask_appbuilder.widgets import ListWidget, ShowWidget
 from flask_babel import lazy_gettext as _l
-from flask_login import login_user, logout_user, user_logged_in
+from flask_login import current_user, login_user, logout_user, user_logged_in
 from markupsafe import Markup
 from wtforms import Field
 from wtforms.validators import Optional
@@ -492,6 +492,21 @@ class CiieSecurityManager(SecurityManager):
         return (permission_name, view_name) in self._permissions_of(self._role_ids(user))
 
     def has_access(self, permission_name: str, view_name: str) -> bool:
+        """Answered once per request and user: a list page asks it about 50 times (each menu
+        entry and its category, each button and action), some pairs several times, and FAB
+        re-resolves the user and its roles for every question."""
+        if not has_request_context():
+            return self._menu_aware_access(permission_name, view_name)
+        cache = g.setdefault("ciie_access", {})
+        # Who asks: the session's user (changes at a login or logout within the request), the
+        # token's (set on g.user) and an API key's.
+        key = (permission_name, view_name, current_user._get_current_object(),
+               g.get("user"), g.get("_api_key_user", False))
+        if key not in cache:
+            cache[key] = self._menu_aware_access(permission_name, view_name)
+        return cache[key]
+
+    def _menu_aware_access(self, permission_name: str, view_name: str) -> bool:
         # FAB's navbar asks menu_access of each entry but never the entry's menu_cond (only
         # its menu API does): an admin, who holds every permission, was shown the unit's own
         # pages, which answer only a unit. Here an entry is shown only if its condition

@@ -7,15 +7,18 @@ from __future__ import annotations
 from typing import Callable
 
 import sqlalchemy as sa
+from flask import current_app
 
 from app import models as m
 from app.extensions import db, queue
 from app.queue import PIPELINE_SIZE, REDIS_ERRORS, QueueUnavailable
 from app.tasks import enqueue_task, fail_stalled_tasks
 from app.workflow.invoices import MAKE_PDF
-from app.workflow.notices import enqueue_sends
+from app.workflow.notices import enqueue_sends, send_job_id
 from app.workflow.refunds import ONLINE, enqueue_refund
 
+POLL_SMS_RECEIPTS = "app.jobs.poll_sms_receipts"
+POLL_SMS_RECEIPTS_JOB = "sms-receipts"
 # rq job states in which the job will still run: anything else (no job, finished, failed,
 # stopped, cancelled) leaves its row to the sweeper.
 LIVE_JOB_STATES = {"queued", "started", "scheduled", "deferred"}
@@ -50,9 +53,16 @@ def sweep() -> dict[str, int]:
     notices = _without_live_job(list(db.session.scalars(
         sa.select(N.id).where(N.status == m.NotificationStatus.queued,
                               N.dedupe_key.not_like("verify:%")).order_by(N.id))),
-        lambda i: f"notify-{i}")
+        send_job_id)
     enqueue_sends(notices, outbox=False)
     counts["notifications"] = len(notices)
+
+    # The SMS provider's delivery reports: one poll at a time, each sweep (app/workflow/sms.py).
+    counts["sms receipt polls"] = 0
+    if current_app.config.get("SMS_BACKEND", "log") != "log" and \
+            _without_live_job([0], lambda _i: POLL_SMS_RECEIPTS_JOB):
+        queue.enqueue(POLL_SMS_RECEIPTS, job_id=POLL_SMS_RECEIPTS_JOB)
+        counts["sms receipt polls"] = 1
 
     tasks = _without_live_job(list(db.session.scalars(
         sa.select(BT.id).where(BT.status == m.TaskStatus.queued).order_by(BT.id))),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
+from contextlib import nullcontext
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -25,6 +26,7 @@ from flask_babel import lazy_gettext as _l
 from app import models as m
 from app.clock import now
 from app.extensions import db, queue
+from app.replica import replica_reads
 from app.scoping.actor import WRITE, Actor, acting_as, actor_for_user
 from app.scoping.rules import scoped
 from app.workflow.audit import record
@@ -219,7 +221,9 @@ def run_task(task_id: int) -> str:
 
     try:
         actor = actor_for_user(user)
-        with acting_as(actor), _Heartbeat(task_id):
+        # Exports only read: on the replica when one is configured (app/replica.py).
+        reads = replica_reads() if name.startswith("export_") else nullcontext()
+        with acting_as(actor), _Heartbeat(task_id), reads:
             outcome = OPERATIONS[name](actor, params, progress)
     except Exception as exc:  # the report says it failed; the operation rolled back
         db.session.rollback()

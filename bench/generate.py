@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from stdnum.cn import ric, uscc
 
-from app.search_keys import id_number_key, mobile_key
+from app.search_keys import id_number_key, mobile_key, name_tokens
 
 SEED = 20221105
 FULL = {"delegations": 45, "sub_delegations": 1000, "units": 60_000, "persons": 450_000}
@@ -197,19 +197,20 @@ def generate(dsn: str, scale: float) -> dict[str, int]:
             mobile = f"+86139{i:08d}"
             person_rows.append((pid, unit[0], name, "male" if rng.random() < 0.55 else "female",
                                 id_type, id_number, nationality, mobile, "采购经理",
-                                id_number_key(id_number), mobile_key(mobile), moment, moment))
-            pr_rows.append((prid, edition_id, pid, unit[1], f"{id_type}:{id_number}", status,
-                            tag, days, False, None if status == "draft" else changed, changed,
-                            moment, moment))
+                                id_number_key(id_number), mobile_key(mobile), name_tokens(name),
+                                moment, moment))
+            pr_rows.append((prid, edition_id, pid, unit[1], unit[3], unit[4],
+                            f"{id_type}:{id_number}", status, tag, days, False,
+                            None if status == "draft" else changed, changed, moment, moment))
             persons.append((prid, unit, status, tag, pid, name))
         counts["person"] = _copy(cur, "person", [
             "id", "unit_id", "name", "gender", "id_type", "id_number", "nationality", "mobile",
-            "job_title", "id_search_key", "mobile_search_key", "created_at", "updated_at"],
-            person_rows)
+            "job_title", "id_search_key", "mobile_search_key", "name_search", "created_at",
+            "updated_at"], person_rows)
         counts["person_registration"] = _copy(cur, "person_registration", [
-            "id", "edition_id", "person_id", "unit_registration_id", "id_key", "status", "tag",
-            "entry_days", "is_reuse", "submitted_at", "status_changed_at", "created_at",
-            "updated_at"], pr_rows)
+            "id", "edition_id", "person_id", "unit_registration_id", "delegation_id",
+            "sub_delegation_id", "id_key", "status", "tag", "entry_days", "is_reuse",
+            "submitted_at", "status_changed_at", "created_at", "updated_at"], pr_rows)
         del person_rows, pr_rows
 
         counts.update(_money(cur, rng, ids, persons, edition_id, fee, moment))

@@ -3,9 +3,13 @@
     .venv/bin/python bench/run.py                # build both databases (a few minutes), measure
     .venv/bin/python bench/run.py --reuse        # measure the databases an earlier run built
     .venv/bin/python bench/run.py --scales 0.01  # only the small one
+    .venv/bin/python bench/run.py --json out.json  # the figures as JSON too
 
-Needs PostgreSQL (TEST_PG_SERVER, default postgresql://postgres@127.0.0.1:5432) and Redis
-(BENCH_REDIS_URL, default redis://127.0.0.1:6379/14, flushed). Never part of the test suite.
+Every list page is measured beside its peer, a plain Flask-AppBuilder ModelView over the same
+tables (bench/peer.py), with the time its SQL took; throughput is loaded by wrk (bench/load.py).
+Needs PostgreSQL (TEST_PG_SERVER, default postgresql://postgres@127.0.0.1:5432), Redis
+(BENCH_REDIS_URL, default redis://127.0.0.1:6379/14, flushed) and wrk (apt-get install wrk).
+Never part of the test suite.
 """
 from __future__ import annotations
 
@@ -19,7 +23,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime
 from typing import Any, Callable
@@ -35,18 +38,23 @@ from app import models as m  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.scoping.actor import actor_for_user  # noqa: E402
 from bench.generate import generate  # noqa: E402
-from tests.conftest import UNIT_A, Client, free_port  # noqa: E402
-from tests.test_tag_and_lock import count_statements  # noqa: E402
+from bench.load import load, login_cookie, serve  # noqa: E402
+from bench.peer import NAME_SEARCHED, add_peer_views, granted  # noqa: E402
+from bench.peer import PREFIX as PEER  # noqa: E402
+from tests.conftest import UNIT_A, Client  # noqa: E402
 
 PG_SERVER = os.environ.get("TEST_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+# Databases are <prefix>_full and <prefix>_0_01: another prefix keeps a second copy apart.
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "ciie_bench")
 NOW = datetime.fromisoformat("2022-09-15T10:00:00+08:00")
 PS = m.PersonStatus
 PAGE_RUNS = 20
+LOAD_CLIENTS = 8
 
 
 def database_url(scale: float) -> str:
-    return f"{PG_SERVER}/ciie_bench_{'full' if scale >= 1 else str(scale).replace('.', '_')}"
+    return f"{PG_SERVER}/{DB_PREFIX}_{'full' if scale >= 1 else str(scale).replace('.', '_')}"
 
 
 def bench_app(url: str, **extra: Any):
@@ -93,22 +101,27 @@ def percentile(values: list[float], q: float) -> float:
 
 
 PAGES = [
-    # (label, login, url)
-    ("delegation persons", "sh-delegation", "/delegation/persons/list/"),
+    # (label, login, url, the peer's url: bench/peer.py, or None where plain FAB has none)
+    ("delegation persons", "sh-delegation", "/delegation/persons/list/",
+     f"{PEER}/delegation-persons/list/"),
     ("delegation persons, filtered", "sh-delegation",
-     "/delegation/persons/list/?_flt_0_status=awaiting_payment&_flt_0_tag=visitor"),
+     "/delegation/persons/list/?_flt_0_status=awaiting_payment&_flt_0_tag=visitor",
+     f"{PEER}/delegation-persons/list/?_flt_0_status=awaiting_payment&_flt_0_tag=visitor"),
     ("delegation persons, name search", "sh-delegation",
-     "/delegation/persons/list/?_flt_2_person_name=王"),
+     f"/delegation/persons/list/?_flt_2_person_name={NAME_SEARCHED}",
+     f"{PEER}/delegation-persons-named/list/"),
     # Exact number searches, typed as people type them ({…}: a generated Shanghai person's).
     ("delegation persons, ID number search", "sh-delegation",
-     "/delegation/persons/list/?_flt_0_person_id_search={id_number}"),
+     "/delegation/persons/list/?_flt_0_person_id_search={id_number}", None),
     ("delegation persons, mobile search", "sh-delegation",
-     "/delegation/persons/list/?_flt_0_person_mobile_search={mobile}"),
+     "/delegation/persons/list/?_flt_0_person_mobile_search={mobile}", None),
     ("delegation units, submitted", "sh-delegation",
-     "/delegation/units/list/?_flt_0_status=submitted"),
-    ("finance transfer queue", "finance", "/finance/transfers/list/?_flt_0_status=pending"),
-    ("reviewer queue", "reviewer", "/review/queue/list/"),
-    ("unit persons", UNIT_A, "/unit/persons/list/"),
+     "/delegation/units/list/?_flt_0_status=submitted",
+     f"{PEER}/delegation-units/list/?_flt_0_status=submitted"),
+    ("finance transfer queue", "finance", "/finance/transfers/list/?_flt_0_status=pending",
+     f"{PEER}/finance-transfers/list/?_flt_0_status=pending"),
+    ("reviewer queue", "reviewer", "/review/queue/list/", f"{PEER}/review-queue/list/"),
+    ("unit persons", UNIT_A, "/unit/persons/list/", f"{PEER}/unit-persons/list/"),
 ]
 
 
@@ -125,44 +138,95 @@ def searched_numbers(app) -> dict[str, str]:
             "mobile": quote(f"+86 {national[:3]} {national[3:7]} {national[7:]}")}
 
 
+class SqlMeter:
+    """The statements the app's engine sends while the block runs (executemany counts once)
+    and the time they took: from the cursor's execute to its return, which with psycopg
+    includes the rows' transfer; turning rows into objects is Python's share."""
+
+    def __init__(self, app) -> None:
+        with app.app_context():
+            self.engine = db.engine
+        self.statements = 0
+        self.seconds = 0.0
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self.statements += 1
+        conn.info.setdefault("bench_started", []).append(time.perf_counter())
+
+    def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self.seconds += time.perf_counter() - conn.info["bench_started"].pop()
+
+    def __enter__(self) -> SqlMeter:
+        sa.event.listen(self.engine, "before_cursor_execute", self._before)
+        sa.event.listen(self.engine, "after_cursor_execute", self._after)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._before)
+        sa.event.remove(self.engine, "after_cursor_execute", self._after)
+
+
+def _page_figures(samples: list[tuple[float, float, int]]) -> dict:
+    """Median and p95 of the page, median of its SQL and of the rest (page − SQL, per
+    request), the most statements one request sent."""
+    pages = [page for page, _, _ in samples]
+    return {"median_ms": statistics.median(pages) * 1000,
+            "p95_ms": percentile(pages, 0.95) * 1000,
+            "sql_ms": statistics.median(sql for _, sql, _ in samples) * 1000,
+            "python_ms": statistics.median(page - sql for page, sql, _ in samples) * 1000,
+            "statements": max(count for _, _, count in samples)}
+
+
 def measure_pages(app) -> list[dict]:
+    """Each page and its peer: one warm-up each, then PAGE_RUNS requests of both, taking
+    turns, so that a busy moment of the machine falls on both alike."""
     rows = []
     clients: dict[str, Client] = {}
     numbers = searched_numbers(app)
-    for label, username, url in PAGES:
-        url = url.format(**numbers)
-        if username not in clients:
-            clients[username] = Client(app, username)
-        client = clients[username]
-        response = client.get(url)
-        assert response.status_code == 200, (url, response.status_code)
-        found = re.search(r'id="all-matching" data-count="(\d*)"', response.data.decode())
-        times, counts = [], []
-        for _ in range(PAGE_RUNS):
-            responses = []
-            start = time.perf_counter()
-            counts.append(count_statements(
-                app, lambda r=responses, c=client, u=url: r.append(c.get(u))))
-            times.append(time.perf_counter() - start)
-            assert responses[0].status_code == 200
-        rows.append({"what": label, "median_ms": statistics.median(times) * 1000,
-                     "p95_ms": percentile(times, 0.95) * 1000, "statements": max(counts),
-                     "rows": _rows(found, app.config["LIST_COUNT_LIMIT"])})
+    with granted(app, sorted({username for _, username, _, _ in PAGES})):
+        for label, username, url, peer in PAGES:
+            url = url.format(**numbers)
+            if username not in clients:
+                clients[username] = Client(app, username)
+            client = clients[username]
+            urls = [url] + ([peer] if peer else [])
+            responses = [client.get(u) for u in urls]
+            for u, response in zip(urls, responses, strict=True):
+                assert response.status_code == 200, (u, response.status_code)
+            samples: list[list[tuple[float, float, int]]] = [[] for _ in urls]
+            for _ in range(PAGE_RUNS):
+                for u, taken in zip(urls, samples, strict=True):
+                    with SqlMeter(app) as meter:
+                        start = time.perf_counter()
+                        status = client.get(u).status_code
+                        elapsed = time.perf_counter() - start
+                    assert status == 200, (u, status)
+                    taken.append((elapsed, meter.seconds, meter.statements))
+            row = {"what": label, **_page_figures(samples[0]),
+                   "rows": _rows(responses[0].data.decode())}
+            if peer:
+                fab = _page_figures(samples[1])
+                row["peer"] = fab
+                row["ratio"] = row["median_ms"] / fab["median_ms"]
+            rows.append(row)
     return rows
 
 
-def _rows(found: re.Match | None, limit: int) -> str:
-    """The row count the page showed: exact, or past the list's count limit."""
+def _rows(html: str) -> str:
+    """The record count the page's header showed: exact, or "more than" the list's limit."""
+    found = re.search(r"(?:Record Count|记录数目):</strong>\s*([^<]*?)\s*<", html)
     if found is None:
         return "–"
-    return f"{int(found.group(1)):,} rows" if found.group(1) else f"> {limit:,} rows"
+    number = int(re.sub(r"\D", "", found.group(1)) or 0)
+    return f"{number:,} rows" if found.group(1).isdigit() else f"> {number:,} rows"
 
 
 def _timed(app, call: Callable[[], Any]) -> tuple[float, int, Any]:
-    results = []
-    start = time.perf_counter()
-    count = count_statements(app, lambda: results.append(call()))
-    return time.perf_counter() - start, count, results[0]
+    with SqlMeter(app) as meter:
+        start = time.perf_counter()
+        result = call()
+        elapsed = time.perf_counter() - start
+    return elapsed, meter.statements, result
 
 
 def _user(name: str):
@@ -280,71 +344,34 @@ def export_child(scale: float) -> None:
                               f"{size / 1024 / 1024:.1f} MiB file"}))
 
 
-def measure_throughput(scale: float, seconds: float = 20.0, threads: int = 8) -> dict:
-    """Requests per second of one logged-in delegation user's persons list, served by gunicorn
-    (2 workers) on loopback; bounded in time and count."""
-    import requests
+# (label, login, path) of the pages loaded under gunicorn.
+LOADED = [
+    ("persons list", "sh-delegation", "/delegation/persons/list/"),
+    ("unit persons", UNIT_A, "/unit/persons/list/"),
+    ("reviewer queue", "reviewer", "/review/queue/list/"),
+]
 
-    port = free_port()
-    env = dict(os.environ, CIIE_CONFIG="development", DATABASE_URL=database_url(scale),
-               SECRET_KEY="benchmark-secret-key-of-32-bytes!!", CIIE_NOW=NOW.isoformat(),
-               RATELIMIT_STORAGE_URI="memory://", MAIL_BACKEND="log", PYTHONPATH=ROOT)
-    env.pop("REDIS_URL", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "run:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if requests.get(base + "/login/", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError("gunicorn did not start")
-            time.sleep(0.3)
-        session = requests.Session()
-        page = session.get(base + "/login/").text
-        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
-        from app.demo import DEMO_PASSWORD
 
-        response = session.post(base + "/login/", allow_redirects=False, data={
-            "username": "sh-delegation", "password": DEMO_PASSWORD, "csrf_token": token})
-        assert response.status_code == 302
-        url = base + "/delegation/persons/list/"
-        latencies: list[float] = []
-        errors = [0]
-        stop_at = time.time() + seconds
-        lock = threading.Lock()
+def throughput_rows(bases: list[str], seconds: float, clients: int = LOAD_CLIENTS,
+                    setup: str = "gunicorn -w 2") -> list[dict]:
+    """Requests a second of each loaded page, logged in as its user, `clients` connections
+    spread over the servers at `bases` (one, or several: app processes, a replica)."""
+    rows = []
+    for label, username, path in LOADED:
+        result = load(bases, path, login_cookie(bases[0], username), clients, seconds)
+        rows.append({"what": f"{label} under load ({clients} clients, {setup})",
+                     "median_ms": result["p50_ms"], "p95_ms": result["p95_ms"],
+                     "statements": None,
+                     "rows": f"{result['req_s']:.1f} req/s, "
+                             f"{result['not_200'] + result['socket_errors']} errors, "
+                             f"wrk {result['generator_cpu']:.1%} of a core"})
+    return rows
 
-        def load() -> None:
-            own = requests.Session()
-            own.cookies.update(session.cookies)
-            for _ in range(10_000):
-                if time.time() >= stop_at:
-                    break
-                start = time.perf_counter()
-                ok = own.get(url, timeout=30).status_code == 200
-                with lock:
-                    latencies.append(time.perf_counter() - start)
-                    errors[0] += not ok
 
-        workers = [threading.Thread(target=load) for _ in range(threads)]
-        begin = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        wall = time.perf_counter() - begin
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    return {"what": f"persons list under load ({threads} clients, gunicorn -w 2)",
-            "median_ms": statistics.median(latencies) * 1000,
-            "p95_ms": percentile(latencies, 0.95) * 1000, "statements": None,
-            "rows": f"{len(latencies) / wall:.1f} req/s, {errors[0]} errors"}
+def measure_throughput(scale: float, seconds: float) -> list[dict]:
+    """The loaded pages served by gunicorn (2 sync workers) on loopback."""
+    with serve(database_url(scale), workers=2, env={"CIIE_NOW": NOW.isoformat()}) as base:
+        return throughput_rows([base], seconds)
 
 
 # ---- the table ------------------------------------------------------------------------------
@@ -357,36 +384,71 @@ def _fmt(value: Any, digits: int = 0) -> str:
     return str(value)
 
 
-def print_table(results: dict[float, list[dict]], built: dict[float, Any]) -> None:
+PAGE_HEADER = ("page", "median ms", "p95 ms", "SQL ms", "Python ms", "statements", "result",
+               "FAB median ms", "FAB p95 ms", "FAB statements", "ours / FAB")
+
+
+def _line(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def print_table(results: dict[float, dict[str, list[dict]]], built: dict[float, Any],
+                about: dict[str, str]) -> None:
+    """The tables in bench/README.md's Markdown: pages beside their peer, one table a size;
+    then export, throughput, notices and batches with both sizes side by side."""
     scales = sorted(results)
     print()
-    print(f"machine: {platform.node()} · {os.cpu_count()} cores · Python "
-          f"{platform.python_version()} · {_pg_version()}")
+    print(f"Measured on {about['date']} at commit {about['commit']} with `{about['command']}`; "
+          f"machine: {about['machine']}.")
     for scale in scales:
         info = built.get(scale)
         if info:
-            print(f"scale {scale:g}: built in {info['seconds']:.0f} s: " + ", ".join(
+            print(f"- scale {scale:g}: built in {info['seconds']:.0f} s: " + ", ".join(
                 f"{k} {v:,}" for k, v in info["rows"].items()))
-    header = "| measurement | " + " | ".join(
-        f"{label} ({s:g})" for s in scales
-        for label in ("median ms", "p95 ms", "statements", "result")) + " |"
-    print(header)
-    print("|" + "---|" * (1 + 4 * len(scales)))
-    for index, row in enumerate(results[scales[0]]):
+    for scale in scales:
+        print(f"\nList pages at scale {scale:g} (SQL ms and Python ms: medians of the SQL inside "
+              "the page and of the page minus its SQL; FAB: plain ModelView, bench/peer.py):\n")
+        print(_line(list(PAGE_HEADER)))
+        print(_line(["---"] * len(PAGE_HEADER)))
+        for r in results[scale]["pages"]:
+            fab = r.get("peer")
+            print(_line([r["what"], _fmt(r["median_ms"], 1), _fmt(r["p95_ms"], 1),
+                         _fmt(r["sql_ms"], 1), _fmt(r["python_ms"], 1), _fmt(r["statements"]),
+                         r["rows"]] + ([_fmt(fab["median_ms"], 1), _fmt(fab["p95_ms"], 1),
+                                        _fmt(fab["statements"]), f"{r['ratio']:.2f}"]
+                                       if fab else ["–"] * 4)))
+    print()
+    header = ["measurement"] + [f"{label} ({s:g})" for s in scales
+                                for label in ("median ms", "p95 ms", "statements", "result")]
+    print(_line(header))
+    print(_line(["---"] * len(header)))
+    for index, row in enumerate(results[scales[0]]["other"]):
         cells = []
         for s in scales:
-            r = results[s][index]
+            r = results[s]["other"][index]
             cells += [_fmt(r["median_ms"], 1), _fmt(r["p95_ms"], 1), _fmt(r["statements"]),
                       str(r["rows"])]
         what = re.sub(r" \([\d,]+[^)]*\)$", "", row["what"]) if len(scales) > 1 else row["what"]
-        print(f"| {what} | " + " | ".join(cells) + " |")
+        print(_line([what] + cells))
     if len(scales) > 1:
         small, full = scales[0], scales[-1]
-        print()
-        for a, b in zip(results[small], results[full], strict=True):
-            if b["p95_ms"] is not None and a["statements"] is not None:
-                print(f"{a['what']}: p95 ratio {b['p95_ms'] / a['p95_ms']:.2f}, statements "
-                      f"{a['statements']} → {b['statements']}")
+        print("\np95 at full size against p95 at 1%:\n")
+        for a, b in zip(results[small]["pages"], results[full]["pages"], strict=True):
+            print(f"- {a['what']}: p95 ratio {b['p95_ms'] / a['p95_ms']:.2f}, statements "
+                  f"{a['statements']} → {b['statements']}")
+
+
+def _about(argv: list[str]) -> dict[str, str]:
+    """When, where and on what code the run measured (the README's history needs all)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                             cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return {"date": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            "commit": commit + (" + uncommitted changes" if changed else ""),
+            "command": " ".join([".venv/bin/python", "bench/run.py", *argv]),
+            "machine": f"{platform.node()} · {os.cpu_count()} cores · Python "
+                       f"{platform.python_version()} · {_pg_version()}"}
 
 
 def _pg_version() -> str:
@@ -403,12 +465,16 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="measure the databases as built")
     parser.add_argument("--export", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--skip-load", action="store_true", help="no gunicorn load test")
+    parser.add_argument("--load-seconds", type=float, default=8.0,
+                        help="seconds of load for each loaded page (after 1 s of warm-up)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
     if args.export is not None:
         export_child(args.export)
         return
+    about = _about(sys.argv[1:])
     built: dict[float, Any] = {}
-    results: dict[float, list[dict]] = {}
+    results: dict[float, dict[str, list[dict]]] = {}
     for scale in [float(s) for s in args.scales.split(",")]:
         if not args.reuse:
             start = time.perf_counter()
@@ -416,17 +482,24 @@ def main() -> None:
             built[scale] = {"seconds": time.perf_counter() - start, "rows": rows}
             print(f"built scale {scale:g} in {built[scale]['seconds']:.0f} s", flush=True)
         app = bench_app(database_url(scale))
+        # Before the app's first request: Flask takes no new routes after it.
+        add_peer_views(app)
         clock.set_now(NOW)
-        rows = measure_pages(app)
+        pages = measure_pages(app)
         print(f"pages measured at {scale:g}", flush=True)
-        rows.append(export_in_child(scale))
+        other = [export_in_child(scale)]
         if not args.skip_load:
-            rows.append(measure_throughput(scale))
-        rows.append(measure_notices(scale))
+            other += measure_throughput(scale, args.load_seconds)
+        other.append(measure_notices(scale))
         # Batches change the data: they come last (re-run without --reuse to measure again).
-        rows += measure_batches(scale)
-        results[scale] = rows
-    print_table(results, built)
+        other += measure_batches(scale)
+        results[scale] = {"pages": pages, "other": other}
+    print_table(results, built, about)
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({**about, "built": {f"{s:g}": b for s, b in built.items()},
+                       "results": {f"{s:g}": r for s, r in results.items()}}, file,
+                      ensure_ascii=False, indent=1)
 
 
 if __name__ == "__main__":

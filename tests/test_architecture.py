@@ -99,7 +99,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models and helpers", ("app.models", "app.clock", "app.extensions", "app.formatting",
                             "app.validation", "app.storage", "app.codes", "app.i18n",
                             "app.queue", "app.badge_tokens", "app.labels", "app.fab_strings",
-                            "app.input_checks", "app.search_keys", "app.workflow.errors",
+                            "app.input_checks", "app.search_keys", "app.replica", "app.workflow.errors",
                             "app.workflow.editions")),
     ("scoping", ("app.scoping",)),
     ("gateways and documents", ("app.gateways", "app.documents")),

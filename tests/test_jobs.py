@@ -105,7 +105,7 @@ def test_thousands_of_notices_cost_one_insert_and_go_to_redis_with_their_retries
     import redis
     from rq import Queue
 
-    from app.workflow.notices import Notice, create_notices, enqueue_sends
+    from app.workflow.notices import SEND_BLOCK, Notice, create_notices, enqueue_sends, send_job_id
     from tests.test_tag_and_lock import count_statements
 
     unit = world.unit("徐汇贸易")
@@ -121,11 +121,14 @@ def test_thousands_of_notices_cost_one_insert_and_go_to_redis_with_their_retries
     assert len(created) == 7000 and len(notifications()) == 7000
     assert notifications()[6999].recipient == "+8613900006999"
     assert notifications()[0].status is NS.queued and notifications()[0].unit_id == unit.id
+    # One send job per block of SEND_BLOCK ids covers every notice, with the retry policy.
     queue = Queue(redis_app.config["RQ_QUEUE"], connection=redis.Redis.from_url(redis_url))
-    assert queue.count == 7000
-    job = queue.fetch_job(f"notify-{created[-1]}")
-    assert job.args == (created[-1],) and job.retries_left == 4
-    assert job.func_name == "app.jobs.send_notification"
+    jobs = [queue.fetch_job(job_id) for job_id in queue.job_ids]
+    assert len(jobs) == len({nid // SEND_BLOCK for nid in created}) < 100
+    assert all(any(job.args[0] <= nid <= job.args[1] for job in jobs) for nid in created)
+    job = queue.fetch_job(send_job_id(created[-1]))
+    assert job.args[0] <= created[-1] <= job.args[1] and job.retries_left == 4
+    assert job.func_name == "app.jobs.send_notifications"
 
 
 def test_the_workflow_names_its_jobs_and_never_imports_them():
@@ -142,6 +145,7 @@ def test_the_workflow_names_its_jobs_and_never_imports_them():
                 assert node.module != "app.jobs", path
             if path.parent.name == "workflow" and isinstance(node, ast.Import):
                 assert "app.jobs" not in [alias.name for alias in node.names], path
-    assert named == {"app.jobs.send_notification", "app.jobs.send_verification_code",
+    assert named == {"app.jobs.send_notification", "app.jobs.send_notifications",
+                     "app.jobs.send_verification_code", "app.jobs.poll_sms_receipts",
                      "app.jobs.send_refund", "app.jobs.make_invoice_pdf"}
     assert all(job_function(name).__module__ == "app.jobs" for name in named)

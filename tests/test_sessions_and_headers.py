@@ -81,7 +81,10 @@ def test_no_template_has_a_script_the_csp_would_block():
 
 
 def test_hsts_only_in_production_over_https(database_url, smtp_server, world):
-    config = {**base_config(database_url, smtp_server.port),
+    from tests.sms_stub import provider_settings
+
+    # Production starts only with a real SMS provider configured (it sends nothing here).
+    config = {**base_config(database_url, smtp_server.port), **provider_settings("aliyun"),
               "SECRET_KEY": "a-production-secret-of-32-bytes!!"}
     production = create_app("production", **config)
     https = production.test_client().get("/login/", base_url="https://ciie.example")

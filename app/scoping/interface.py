@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
@@ -23,6 +24,7 @@ from flask_appbuilder.models.filters import Filters
 from flask_appbuilder.models.sqla import filters as fab_filters
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import RelationshipProperty, aliased, joinedload
 
 from app import models as m
@@ -30,7 +32,7 @@ from app.clock import SHANGHAI
 from app.extensions import db
 from app.input_checks import field_label
 from app.scoping.rules import get_scoped, row_id, scoped
-from app.search_keys import id_number_key, mobile_key
+from app.search_keys import id_number_key, mobile_key, name_search_tokens, name_tokens_suffice
 from app.workflow.errors import InputRefused
 
 
@@ -89,6 +91,89 @@ class FilterSearchKey(fab_filters.BaseFilter):
             key = id_number_key(text)
         query, field = fab_filters.get_field_setup_query(query, self.model, self.column_name)
         return query.filter(field == key)
+
+
+def _token_target(model: type, column_name: str) -> tuple[Any, Any, Any] | None:
+    """(the select a search-only column reads from, or None for a column of the model
+    itself; the text column; its search-token column) for a column whose text column
+    declares its "search_tokens" (a person's name), else None."""
+    prop = sa.inspect(model).attrs.get(column_name)
+    if not isinstance(prop, sa.orm.ColumnProperty) or len(prop.columns) != 1:
+        return None
+    column, inner = prop.columns[0], None
+    if isinstance(column, sa.sql.elements.Label) and isinstance(
+            column.element, sa.sql.selectable.ScalarSelect):
+        inner = column.element.element
+        column = inner.selected_columns[0]
+    tokens = getattr(column, "info", {}).get("search_tokens")
+    if tokens is None or getattr(column, "table", None) is None:
+        return None
+    return inner, column, column.table.c[tokens]
+
+
+class _NameTokens:
+    """A text search on a name (starts with, ends with, contains, equals) that PostgreSQL
+    answers from the name's GIN-indexed tokens (app.search_keys): the typed text's tokens
+    must all be present, then the name itself is compared, so the rows are exactly those
+    the comparison alone finds. % and _ are searched as typed, not as wildcards; the text
+    is read as NFKC (full-width letters as ASCII), as names are stored. SQLite compares
+    the names only."""
+
+    # "Contains" one or two characters: the tokens alone are the answer (name_tokens_suffice),
+    # and without the redundant comparison PostgreSQL estimates the rows from the tokens'
+    # statistics (a 王 search: 10,050 estimated, 9,987 found; with it, 123).
+    tokens_suffice = False
+
+    def name_condition(self, column: Any, text: str) -> Any:
+        raise NotImplementedError
+
+    def apply(self, query: Any, value: Any) -> Any:
+        text = unicodedata.normalize("NFKC", str(value)).strip()
+        if not text:
+            return query   # an empty search box narrows nothing
+        inner, column, token_column = _token_target(self.model, self.column_name)
+        if len(text) > column.type.length:
+            return query.filter(sa.false())   # longer than any name can be
+        condition = self.name_condition(column, text)
+        tokens = name_search_tokens(text)
+        if tokens and db.session.get_bind().dialect.name == "postgresql":
+            present = token_column.op("@>")(
+                sa.bindparam(None, tokens, type_=postgresql.ARRAY(sa.Text())))
+            condition = (present if self.tokens_suffice and name_tokens_suffice(text)
+                         else sa.and_(present, condition))
+        if inner is None:
+            return query.filter(condition)
+        return query.filter(sa.exists(inner.with_only_columns(sa.literal(1)).where(condition)))
+
+
+class FilterNameStartsWith(_NameTokens, fab_filters.FilterStartsWith):
+    def name_condition(self, column: Any, text: str) -> Any:
+        return column.istartswith(text, autoescape=True)
+
+
+class FilterNameEndsWith(_NameTokens, fab_filters.FilterEndsWith):
+    def name_condition(self, column: Any, text: str) -> Any:
+        return column.iendswith(text, autoescape=True)
+
+
+class FilterNameContains(_NameTokens, fab_filters.FilterContains):
+    tokens_suffice = True
+
+    def name_condition(self, column: Any, text: str) -> Any:
+        return column.icontains(text, autoescape=True)
+
+
+class FilterNameEqual(_NameTokens, fab_filters.FilterEqual):
+    def name_condition(self, column: Any, text: str) -> Any:
+        return column == text
+
+
+# FAB's text filters a name's tokens answer, replaced in place (the filter indexes in URLs,
+# `_flt_2_person_name`, stay FAB's).
+_NAME_FILTERS = {fab_filters.FilterStartsWith: FilterNameStartsWith,
+                 fab_filters.FilterEndsWith: FilterNameEndsWith,
+                 fab_filters.FilterContains: FilterNameContains,
+                 fab_filters.FilterEqual: FilterNameEqual}
 
 
 class _Criterion:
@@ -215,8 +300,13 @@ class ScopedFilterConverter(fab_filters.SQLAFilterConverter):
 
     def convert(self, col_name: str) -> Any:
         filters = super().convert(col_name) or []
+        if _token_target(self.datamodel.obj, col_name) is not None:
+            filters = [_NAME_FILTERS.get(type(f), type(f))(col_name, self.datamodel)
+                       for f in filters]
         if self.datamodel._is_expression(col_name):
-            filters = [_through_exists(type(f))(col_name, self.datamodel) for f in filters]
+            # The name filters make their own EXISTS (with the tokens inside it).
+            filters = [f if isinstance(f, _NameTokens)
+                       else _through_exists(type(f))(col_name, self.datamodel) for f in filters]
         return [_checked(type(f))(col_name, self.datamodel) for f in filters]
 
 

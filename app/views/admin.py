@@ -465,7 +465,11 @@ class NotificationView(ScopedModelView):
     base_order = ("id", "desc")
     list_columns = ["created_at", "channel", "recipient", "subject", "status", "attempts",
                     "sent_at"]
-    show_columns = list_columns + ["body", "last_error", "dedupe_key"]
+    show_columns = list_columns + ["body", "last_error", "dedupe_key", "provider",
+                                   "provider_message_id", "provider_code", "receipt_at"]
     search_columns = ["channel", "status", "recipient"]
     base_permissions = ["can_list", "can_show"]
-    label_columns = {"channel": _l("Channel"), "recipient": _l("Recipient")}
+    label_columns = {"channel": _l("Channel"), "recipient": _l("Recipient"),
+                     "provider": _l("SMS provider"), "provider_code": _l("Provider's code"),
+                     "provider_message_id": _l("Provider's message id"),
+                     "receipt_at": _l("Delivery report")}

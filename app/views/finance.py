@@ -286,13 +286,18 @@ class FinanceNotificationView(ScopedModelView):
     title = _l("Failed notifications")
     base_filters = [["status", FilterEqual, m.NotificationStatus.failed]]
     base_order = ("id", "desc")
+    # An SMS provider's refusal or failed delivery report shows with the provider's code.
     list_columns = ["created_at", "unit.name", "channel", "recipient", "subject", "attempts",
-                    "last_error"]
-    show_columns = list_columns + ["body"]
+                    "provider_code", "last_error"]
+    show_columns = list_columns + ["provider", "provider_message_id", "attempted_at",
+                                   "receipt_at", "body"]
     search_columns = ["channel", "recipient", "created_at"]
     base_permissions = ["can_list", "can_show"]
     label_columns = {"channel": _l("Channel"), "recipient": _l("Recipient"),
-                     "last_error": _l("Last error")}
+                     "last_error": _l("Last error"), "provider": _l("SMS provider"),
+                     "provider_code": _l("Provider's code"),
+                     "provider_message_id": _l("Provider's message id"),
+                     "attempted_at": _l("Last try"), "receipt_at": _l("Delivery report")}
 
     @batch_action("resend_notifications", _l("Send again"), None, "fa-paper-plane")
     def resend_notifications(self, selection: Selection):

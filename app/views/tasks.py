@@ -3,8 +3,9 @@ A batch's report (inline or in the background) groups its refused rows by reason
 rows of each, downloads as Excel and leads back to the list it was started from."""
 from __future__ import annotations
 
-import tempfile
+import io
 
+import rvgsrust_xlsxwriter as xlsx
 from flask import (
     abort,
     current_app,
@@ -18,11 +19,10 @@ from flask import (
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_babel import gettext as _
-from openpyxl import Workbook
 
 from app import models as m
 from app.clock import SHANGHAI
-from app.exports import _cell_text, _header_cell
+from app.exports import _cell_text, open_sheet
 from app.extensions import db
 from app.formatting import fmt_datetime
 from app.i18n import current_language
@@ -116,21 +116,17 @@ class TaskView(BaseView):
         task = _task(task_id)
         if task.status is not m.TaskStatus.done or not (task.result or {}).get("refused"):
             abort(404)
-        workbook = Workbook(write_only=True)
-        sheet = workbook.create_sheet(title=_("Not done"))
-        for letter, width in (("A", 12), ("B", 40), ("C", 70)):
-            sheet.column_dimensions[letter].width = width
-        sheet.freeze_panes = "A2"
-        sheet.append([_header_cell(sheet, text) for text in
-                      (_("Record ID"), _("Record name"), _("Reason"))])
+        # A constant-memory sheet keeps no rows: only the finished file is held, to be sent.
+        workbook = xlsx.Workbook()
+        sheet = open_sheet(workbook, _("Not done"),
+                           [_("Record ID"), _("Record name"), _("Reason")], [12, 40, 70])
+        number = 1
         for group in group_refusals(task.result, current_language()):
-            for row in group["rows"]:
-                sheet.append([row["id"], _cell_text(sheet, str(row["label"])),
-                              _cell_text(sheet, group["reason"])])
-        # Written to disk as it goes (a write-only workbook keeps no rows in memory).
-        out = tempfile.TemporaryFile()
-        workbook.save(out)
-        out.seek(0)
+            reason = _cell_text(group["reason"])
+            sheet.write_rows(number, 0, [[row["id"], _cell_text(str(row["label"])), reason]
+                                         for row in group["rows"]])
+            number += len(group["rows"])
+        out = io.BytesIO(workbook.save_to_buffer())
         stamp = (task.finished_at or task.created_at).astimezone(SHANGHAI)
         return send_file(out, as_attachment=True,
                          download_name=f"ciie-report-{task.id}-{stamp:%Y%m%d-%H%M}.xlsx",

@@ -111,7 +111,8 @@ class UnitPersonView(ScopedModelView):
                     "person.id_number", "person.nationality", "person.mobile", "person.email",
                     "person.job_title", "tag", "entry_days", "status", "is_reuse",
                     "submitted_at"]
-    search_columns = ["status", "tag", "is_reuse", "person_id_search", "person_mobile_search"]
+    search_columns = ["status", "tag", "is_reuse", "person_name", "person_id_search",
+                      "person_mobile_search"]
     add_form = PersonForm
     edit_form = PersonForm
     add_columns = edit_columns = ["name", "gender", "id_type", "id_number", "nationality",

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable
 import sqlalchemy as sa
 from flask_appbuilder.security.sqla.models import Role
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.dialects import postgresql
 
 from app import models as m
 from app.clock import now
@@ -50,12 +51,29 @@ def record_many(actor: Actor, record_type: str, rows: Iterable[tuple[int, Any]],
     # A bulk INSERT passes no flush: a reason longer than its column is refused here.
     check_lengths(m.AuditEvent, {"reason": reason})
     at = now()
-    values = [audit_values(actor, record_type, rid, action, from_state, to_state, reason,
-                           detail, at=at)
-              for rid, from_state in rows]
-    if values:
-        db.session.execute(sa.insert(m.AuditEvent), values)
-    return len(values)
+    rows = list(rows)
+    if not rows:
+        return 0
+    if db.session.get_bind().dialect.name != "postgresql":
+        db.session.execute(sa.insert(m.AuditEvent), [
+            audit_values(actor, record_type, rid, action, from_state, to_state, reason, detail,
+                         at=at) for rid, from_state in rows])
+        return len(rows)
+    # On PostgreSQL the rows travel as two arrays (ids, from-states) and the values shared by
+    # every row once: no row of parameters per record (a lock of 5,000 persons).
+    columns = m.AuditEvent.__table__.c
+    source = sa.func.unnest(
+        sa.bindparam("audit_ids", [rid for rid, _from in rows],
+                     type_=postgresql.ARRAY(sa.Integer)),
+        sa.bindparam("audit_from_states", [_state(from_state) for _rid, from_state in rows],
+                     type_=postgresql.ARRAY(sa.Text)),
+    ).table_valued("record_id", "from_state").render_derived("audit_rows")
+    shared = audit_values(actor, record_type, 0, action, None, to_state, reason, detail, at=at)
+    names = list(shared)
+    db.session.execute(sa.insert(m.AuditEvent).from_select(names, sa.select(*[
+        source.c[name] if name in ("record_id", "from_state")
+        else sa.literal(shared[name], columns[name].type) for name in names])))
+    return len(rows)
 
 
 # ---- how the trail reads -------------------------------------------------------------------

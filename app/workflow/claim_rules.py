@@ -28,11 +28,13 @@ def claim_label() -> Any:
 
 
 def _notices(key: str, unit_id: int | None, mobile: str | None, email: str | None,
-             language: str, text) -> list[Notice]:
+             language: str, text, sms_template: str, sms_params: dict[str, str]
+             ) -> list[Notice]:
     subject, body = render(language, text)
-    return [Notice(f"{key}:{channel.value}", channel, unit_id, to, language, subject, body)
-            for channel, to in ((m.NotificationChannel.email, email),
-                                (m.NotificationChannel.sms, mobile)) if to]
+    return ([Notice(f"{key}:email", m.NotificationChannel.email, unit_id, email, language,
+                    subject, body)] if email else []) + \
+        ([Notice(f"{key}:sms", m.NotificationChannel.sms, unit_id, mobile, language, subject,
+                 body, sms_template, sms_params)] if mobile else [])
 
 
 def claim_received_notices(claim: m.AccountClaim, unit: m.Unit) -> list[Notice]:
@@ -51,9 +53,9 @@ def claim_received_notices(claim: m.AccountClaim, unit: m.Unit) -> list[Notice]:
 
     # The claimant is not (yet) the unit: its notices are not the unit's to read.
     return (_notices(f"claim:{claim.id}:owner", unit.id, unit.mobile, unit.email,
-                     unit.language, to_owner)
+                     unit.language, to_owner, "claim_to_owner", {"unit": unit.name})
             + _notices(f"claim:{claim.id}:claimant", None, claim.mobile, claim.email,
-                       claim.language, to_claimant))
+                       claim.language, to_claimant, "claim_received", {"unit": claim.name}))
 
 
 def handed_over_notices(claim: m.AccountClaim, unit: m.Unit, old: dict) -> list[Notice]:
@@ -65,7 +67,7 @@ def handed_over_notices(claim: m.AccountClaim, unit: m.Unit, old: dict) -> list[
                   unit=unit.name))
 
     return (_notices(f"claim:{claim.id}:handed-over", None, old["mobile"], old["email"],
-                     old["language"], to_old)
+                     old["language"], to_old, "claim_handed_over", {"unit": unit.name})
             + decision_notices(claim))
 
 
@@ -86,5 +88,7 @@ def decision_notices(claim: m.AccountClaim) -> list[Notice]:
                 _("Your trading delegation refused your request to register afresh: "
                   "%(reason)s", reason=reason))
 
+    kind = {CS.approved: "claim_approved", CS.withdrawn: "claim_withdrawn"}.get(
+        status, "claim_refused")
     return _notices(f"claim:{claim.id}:{status.value}", None, claim.mobile, claim.email,
-                    claim.language, text)
+                    claim.language, text, kind, {})

@@ -4,10 +4,10 @@ Each lock sends each unit one SMS and one e-mail about what it must pay."""
 from __future__ import annotations
 
 from collections import defaultdict
-from functools import partial
 from typing import Iterable
 
 import sqlalchemy as sa
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -18,7 +18,7 @@ from app.formatting import fmt_money
 from app.scoping.actor import WRITE, Actor
 from app.scoping.rules import scoped
 from app.workflow.errors import BatchResult, WorkflowError
-from app.workflow.notices import Notice, create_notices, enqueue_sends, render
+from app.workflow.notices import Notice, create_notices, enqueue_sends
 from app.workflow.persons import PERSON_MOVES, person_label
 from app.workflow.transitions import Check, as_id_select, move
 from app.workflow.units import require_review_window
@@ -126,6 +126,11 @@ def lock_notices(batch: m.LockBatch, edition: m.Edition) -> list[Notice]:
     by_unit: dict[int, list] = defaultdict(list)
     for row in rows:
         by_unit[row.id].append(row)
+    # Translated once per language and filled per unit (a lock may reach 10,000 units).
+    texts = {language: _lock_texts(language) for language in {row.language for row in rows}}
+    fixed = {"fee": fmt_money(edition.badge_fee_fen),
+             "transfer": _local_day(edition.transfer_deadline),
+             "online": _local_day(edition.online_pay_deadline)}
     notices = []
     for unit_id, unit_rows in by_unit.items():
         first = unit_rows[0]
@@ -133,22 +138,24 @@ def lock_notices(batch: m.LockBatch, edition: m.Edition) -> list[Notice]:
         upgraded = [r.person for r in unit_rows if r.is_reuse and r.tag != r.previous_tag]
         email = first.contact_email or first.email
         mobile = first.contact_mobile or first.mobile
+        pay_subject, pay_body, upgrade_subject, upgrade_body = texts[first.language]
         if payers:
-            subject, body = render(first.language,
-                                   partial(_payment_text, first.name, payers, edition))
+            body = pay_body % {"unit": first.name, "count": len(payers),
+                               "names": "、".join(payers), **fixed}
             notices += [
                 Notice(f"lock:{batch.id}:{unit_id}:pay:email", m.NotificationChannel.email,
-                       unit_id, email or "", first.language, subject, body),
+                       unit_id, email or "", first.language, pay_subject, body),
                 Notice(f"lock:{batch.id}:{unit_id}:pay:sms", m.NotificationChannel.sms,
-                       unit_id, mobile or "", first.language, None, body)]
+                       unit_id, mobile or "", first.language, None, body, "payment_due",
+                       {"unit": first.name, "count": str(len(payers)), **fixed})]
         if upgraded:
-            subject, body = render(first.language,
-                                   partial(_upgrade_text, first.name, upgraded))
+            body = upgrade_body % {"unit": first.name, "names": "、".join(upgraded)}
             notices += [
                 Notice(f"lock:{batch.id}:{unit_id}:upgrade:email", m.NotificationChannel.email,
-                       unit_id, email or "", first.language, subject, body),
+                       unit_id, email or "", first.language, upgrade_subject, body),
                 Notice(f"lock:{batch.id}:{unit_id}:upgrade:sms", m.NotificationChannel.sms,
-                       unit_id, mobile or "", first.language, None, body)]
+                       unit_id, mobile or "", first.language, None, body, "badges_upgraded",
+                       {"unit": first.name, "count": str(len(upgraded))})]
     return notices
 
 
@@ -156,20 +163,16 @@ def _local_day(moment) -> str:
     return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d")
 
 
-def _payment_text(unit: str, payers: list[str], edition: m.Edition) -> tuple[str, str]:
-    return (_("CIIE badge fees to pay"),
-            _("%(unit)s: the badges of %(count)d person(s) are waiting for payment: "
-              "%(names)s. Badge fee %(fee)s per person. Log in, choose them under Persons and "
-              "submit the badge order, then pay by bank transfer (with the voucher) by "
-              "%(transfer)s or by QR code / B2B gateway by %(online)s (Beijing time).",
-              unit=unit, count=len(payers), names="、".join(payers),
-              fee=fmt_money(edition.badge_fee_fen),
-              transfer=_local_day(edition.transfer_deadline),
-              online=_local_day(edition.online_pay_deadline)))
-
-
-def _upgrade_text(unit: str, names: list[str]) -> tuple[str, str]:
-    return (_("Reused badges upgraded"),
-            _("%(unit)s: the delegation upgraded the tag of %(names)s. Their earlier badge "
-              "cannot be reused; a new badge will be made once they pass security review.",
-              unit=unit, names="、".join(names)))
+def _lock_texts(language: str) -> tuple[str, str, str, str]:
+    """The payment notice's and the upgrade notice's subject and body in `language`; the
+    bodies are templates (%(unit)s, %(count)d, %(names)s, %(fee)s, %(transfer)s, %(online)s)
+    filled per unit exactly as gettext would fill them."""
+    with force_locale(language):
+        return (_("CIIE badge fees to pay"),
+                _("%(unit)s: the badges of %(count)d person(s) are waiting for payment: "
+                  "%(names)s. Badge fee %(fee)s per person. Log in, choose them under Persons "
+                  "and submit the badge order, then pay by bank transfer (with the voucher) by "
+                  "%(transfer)s or by QR code / B2B gateway by %(online)s (Beijing time)."),
+                _("Reused badges upgraded"),
+                _("%(unit)s: the delegation upgraded the tag of %(names)s. Their earlier badge "
+                  "cannot be reused; a new badge will be made once they pass security review."))

@@ -5,7 +5,9 @@ email"); creating one that exists does nothing. Sending happens in an rq job aft
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Callable, Iterable
 
 import sqlalchemy as sa
@@ -23,6 +25,10 @@ from app.workflow.transitions import Move, move, table
 
 # The send job, by its dotted path (app.jobs imports the workflow, not the other way round).
 SEND_NOTIFICATION = "app.jobs.send_notification"
+# With Redis, one job sends the queued notices of a block of SEND_BLOCK ids: a lock's 20,000
+# notices are 200 jobs, not 20,000 (building and storing an rq job costs more than the row).
+SEND_NOTIFICATIONS = "app.jobs.send_notifications"
+SEND_BLOCK = 100
 # Finance's one move of a notice (an operational re-queue); sending it is the job's bookkeeping
 # on the row it locked (app/jobs.py).
 NOTICE_MOVES = table({
@@ -39,6 +45,9 @@ class Notice:
     language: str
     subject: str | None
     body: str
+    # An SMS's template kind and parameters (app/gateways/sms.py SMS_TEMPLATES).
+    sms_template: str | None = None
+    sms_params: dict[str, str] | None = None
 
 
 def render(language: str, fn: Callable[[], tuple[str | None, str]]) -> tuple[str | None, str]:
@@ -48,24 +57,30 @@ def render(language: str, fn: Callable[[], tuple[str | None, str]]) -> tuple[str
         return (str(subject) if subject else None), str(body)
 
 
-NOTICE_COLUMNS = ("dedupe_key", "channel", "unit_id", "recipient", "language", "subject", "body")
+NOTICE_COLUMNS = ("dedupe_key", "channel", "unit_id", "recipient", "language", "subject", "body",
+                  "sms_template", "sms_params")
 
 
 def create_notices(notices: Iterable[Notice]) -> list[int]:
     """Insert the notices that do not exist yet, in one statement whatever their number; returns
     the new ids. On PostgreSQL the rows travel as one array per column (a lock over 10,000 units
     writes 20,000 notices: as VALUES that would pass PostgreSQL's 65,535-parameter limit)."""
-    rows = [n.__dict__ for n in notices if n.recipient]
+    rows = [dict(n.__dict__) for n in notices if n.recipient]
     if not rows:
         return []
     fixed = {"status": m.NotificationStatus.queued, "attempts": 0, "created_at": utcnow()}
     if db.session.get_bind().dialect.name == "postgresql":
         types = {"unit_id": sa.Integer}
+        # The parameters travel as JSON text, cast back to JSON in the select.
+        for r in rows:
+            r["sms_params"] = json.dumps(r["sms_params"], ensure_ascii=False) \
+                if r["sms_params"] is not None else None
         source = sa.func.unnest(*[
             sa.bindparam(f"notice_{c}", [getattr(r[c], "value", r[c]) for r in rows],
                          type_=postgresql.ARRAY(types.get(c, sa.Text)))
             for c in NOTICE_COLUMNS]).table_valued(*NOTICE_COLUMNS).render_derived("notice_rows")
-        select = sa.select(*[source.c[c] for c in NOTICE_COLUMNS],
+        select = sa.select(*[sa.cast(source.c[c], postgresql.JSON) if c == "sms_params"
+                             else source.c[c] for c in NOTICE_COLUMNS],
                            *[sa.literal(v, m.Notification.__table__.c[k].type)
                              for k, v in fixed.items()])
         stmt = postgresql.insert(m.Notification).from_select(
@@ -77,16 +92,36 @@ def create_notices(notices: Iterable[Notice]) -> list[int]:
     return list(db.session.scalars(stmt))
 
 
+def _retry_intervals() -> list[int]:
+    return [int(s) for s in current_app.config["NOTIFY_RETRY_INTERVALS"].split(",")]
+
+
 def send_retry() -> Retry:
     """Back-off between the tries of a failed send (NOTIFY_RETRY_INTERVALS, in seconds)."""
-    intervals = [int(s) for s in current_app.config["NOTIFY_RETRY_INTERVALS"].split(",")]
+    intervals = _retry_intervals()
     return Retry(max=len(intervals), interval=intervals)
 
 
+def send_job_id(notification_id: int) -> str:
+    """The rq job that sends a queued notice: its block's (the sweeper asks Redis for it)."""
+    return f"notify-block-{notification_id // SEND_BLOCK}"
+
+
+def retry_send(notification_id: int) -> None:
+    """A notice whose try in its block's job failed: its own job tries again on the usual
+    back-off, with the tries it has left (first after the first interval)."""
+    first, *rest = _retry_intervals()
+    queue.queue.enqueue_in(timedelta(seconds=first), SEND_NOTIFICATION, notification_id,
+                           job_id=f"notify-{notification_id}",
+                           retry=Retry(max=len(rest), interval=rest) if rest else None)
+
+
 def enqueue_sends(notification_ids: Iterable[int], outbox: bool = True) -> None:
-    """After the commit: one job per notification, retried with back-off on failure (queued
-    in pipelines: a lock over thousands of units costs a few round trips to Redis). The rows
-    are the outbox: if Redis does not answer, the sweeper enqueues them later."""
+    """After the commit: one job per block of notice ids (SEND_BLOCK), each sending that
+    block's queued notices; the job itself is retried with back-off, a notice that fails in it
+    gets its own retrying job (queued in pipelines: a lock over thousands of units costs a
+    few round trips to Redis). The rows are the outbox: if Redis does not answer, the sweeper
+    enqueues them later."""
     # Notices a non-committing workflow call noted in the same transaction go along.
     ids = list(notification_ids) + db.session.info.pop(_AFTER_COMMIT, [])
     if queue.inline:
@@ -96,8 +131,10 @@ def enqueue_sends(notification_ids: Iterable[int], outbox: bool = True) -> None:
             except Exception:  # recorded on the row; finance can send it again
                 db.session.rollback()
         return
-    queue.enqueue_many(SEND_NOTIFICATION, [((nid,), f"notify-{nid}") for nid in ids],
-                       outbox=outbox, retry=send_retry())
+    blocks = sorted({nid // SEND_BLOCK for nid in ids})
+    queue.enqueue_many(SEND_NOTIFICATIONS, [
+        ((block * SEND_BLOCK, (block + 1) * SEND_BLOCK - 1), send_job_id(block * SEND_BLOCK))
+        for block in blocks], outbox=outbox, retry=send_retry())
 
 
 def resend_notifications(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:
@@ -195,8 +232,11 @@ def unit_contacts(unit_ids: Iterable[int]) -> dict[int, tuple[str, str, str, str
 
 
 def unit_notices(key: str, unit_id: int, text: Callable[[], tuple[str | None, str]],
-                 contacts: dict[int, tuple[str, str, str, str]] | None = None) -> list[Notice]:
-    """An e-mail and an SMS to the unit, in its language (dedupe keys `<key>:email|sms`)."""
+                 contacts: dict[int, tuple[str, str, str, str]] | None = None,
+                 sms_template: str | None = None, sms_params: dict[str, str] | None = None
+                 ) -> list[Notice]:
+    """An e-mail and an SMS to the unit, in its language (dedupe keys `<key>:email|sms`); the
+    SMS goes as the provider's template `sms_template` with `sms_params`."""
     contacts = contacts if contacts is not None else unit_contacts([unit_id])
     if unit_id not in contacts:
         return []
@@ -205,7 +245,7 @@ def unit_notices(key: str, unit_id: int, text: Callable[[], tuple[str | None, st
     return [Notice(f"{key}:email", m.NotificationChannel.email, unit_id, email, language,
                    subject, body),
             Notice(f"{key}:sms", m.NotificationChannel.sms, unit_id, mobile, language, None,
-                   body)]
+                   body, sms_template, sms_params)]
 
 
 def finance_notices(key: str, text: Callable[[], tuple[str | None, str]]) -> list[Notice]:

@@ -538,7 +538,10 @@ def rejection_notices(payment_ids: list[int]) -> list[Notice]:
                       amount=fmt_money(row.amount_fen), order=row.order, payment=row.number,
                       reason=row.reject_reason or ""))
 
-        notices += unit_notices(f"transfer-rejected:{row.id}", row.unit_id, text, contacts)
+        notices += unit_notices(f"transfer-rejected:{row.id}", row.unit_id, text, contacts,
+                                "transfer_rejected",
+                                {"unit": contacts.get(row.unit_id, ("",))[0],
+                                 "amount": fmt_money(row.amount_fen), "order": row.order})
     return notices
 
 
@@ -732,10 +735,14 @@ def overpayment_notices(overpayment: m.Overpayment, event: str) -> list[Notice]:
                   reference=overpayment.reference, order=order_number, unit=unit_name,
                   status=overpayment.order.status.label))
 
+    params = {"unit": unit_name, "amount": amount, "order": order_number,
+              "number": overpayment.number}
     if event == "received":
-        return unit_notices(key, overpayment.unit_id, received, contacts) + \
+        kind = "overpayment_cancelled_order" if cancelled else "overpayment_received"
+        return unit_notices(key, overpayment.unit_id, received, contacts, kind, params) + \
             finance_notices(key, to_finance)
-    return unit_notices(key, overpayment.unit_id, refunded, contacts)
+    return unit_notices(key, overpayment.unit_id, refunded, contacts, "overpayment_refunded",
+                        params)
 
 
 def refund_overpayments(actor: Actor, ids: Iterable[int] | sa.Select) -> BatchResult:

@@ -275,9 +275,12 @@ def send_code(method: str, login: str) -> str:
     store.put(_key("code", method, unit.id), _digest(code), CODE_TTL)
     channel = m.NotificationChannel.sms if method == "sms" else m.NotificationChannel.email
     subject, redacted = render(unit.language, lambda: verification_text("******"))
+    # The row keeps the code redacted, in its text and its SMS parameters alike.
     [notification_id] = create_notices([Notice(
         f"verify:{unit.id}:{method}:{secrets.token_hex(6)}", channel, unit.id, destination,
-        unit.language, subject, redacted)])
+        unit.language, subject, redacted,
+        sms_template="verification_code" if method == "sms" else None,
+        sms_params={"code": "******"} if method == "sms" else None)])
     db.session.commit()
     from app.extensions import queue
     from app.queue import QueueUnavailable

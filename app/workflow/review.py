@@ -77,7 +77,8 @@ def failure_notices(registration_ids: list[int], reason: m.ReviewReason | None
             Notice(f"{key}:email", m.NotificationChannel.email, unit_id,
                    first.contact_email or first.email or "", first.language, subject, body),
             Notice(f"{key}:sms", m.NotificationChannel.sms, unit_id,
-                   first.contact_mobile or first.mobile or "", first.language, None, body)]
+                   first.contact_mobile or first.mobile or "", first.language, None, body,
+                   "review_failed", {"unit": first.name, "count": str(len(names))})]
     return notices
 
 
