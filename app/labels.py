@@ -172,6 +172,10 @@ COLUMN_LABELS = {
     "attempts": _l("Attempts"),
     "last_error": _l("Last error"),
     "sent_at": _l("Sent at"),
+    "attempted_at": _l("Last try"),
+    # An SMS goes as the provider's template with its parameters (app/gateways/sms.py).
+    "sms_template": _l("SMS template"),
+    "sms_params": _l("SMS template parameters"),
     "until": _l("Until"),
     "granted_at": _l("Granted at"),
     "unit.mobile": _l("Mobile on file"),

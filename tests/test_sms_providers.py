@@ -216,6 +216,14 @@ def test_delivery_reports_move_sent_notices_to_delivered_or_failed(
     assert (delivered.status, delivered.provider_code) == (NS.delivered, "DELIVERED")
     assert (undelivered.status, undelivered.provider_code) == (NS.failed, "MK:0001")
     assert delivered.receipt_at and undelivered.receipt_at
+    # Each report is an audited move of the system's, the provider's code as its reason.
+    with app.app_context():
+        trail = {(a.record_id, a.from_state, a.to_state, a.actor_name, a.reason)
+                 for a in db.session.scalars(sa.select(m.AuditEvent).where(
+                     m.AuditEvent.record_type == "notification",
+                     m.AuditEvent.action.in_(("delivered", "undelivered"))))}
+    assert trail == {(delivered.id, "sent", "delivered", "system", "DELIVERED"),
+                     (undelivered.id, "sent", "failed", "system", "MK:0001")}
     asked = {"aliyun": "QuerySendDetails", "tencent": "PullSmsSendStatus"}[provider]
     assert {r["action"] for r in stub.requests} == {"SendSms", asked}
     assert all(not r["refused"] for r in stub.requests)

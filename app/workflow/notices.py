@@ -29,10 +29,13 @@ SEND_NOTIFICATION = "app.jobs.send_notification"
 # notices are 200 jobs, not 20,000 (building and storing an rq job costs more than the row).
 SEND_NOTIFICATIONS = "app.jobs.send_notifications"
 SEND_BLOCK = 100
-# Finance's one move of a notice (an operational re-queue); sending it is the job's bookkeeping
-# on the row it locked (app/jobs.py).
+# Finance's move of a notice (an operational re-queue) and the provider's delivery report of an
+# SMS it took (app/workflow/sms.py, audited as the system's, the provider's code as the reason);
+# sending it is the job's bookkeeping on the row it locked (app/jobs.py).
 NOTICE_MOVES = table({
     "resend": Move(from_={m.NotificationStatus.failed}, to=m.NotificationStatus.queued),
+    "delivered": Move(from_={m.NotificationStatus.sent}, to=m.NotificationStatus.delivered),
+    "undelivered": Move(from_={m.NotificationStatus.sent}, to=m.NotificationStatus.failed),
 })
 
 

@@ -2,11 +2,12 @@
 
 A provider reports delivery after it took the message: `record_sms_receipts` (a job the sweeper
 enqueues) asks it for the reports of the messages still "sent" and moves each to delivered or
-failed with the provider's code. Bookkeeping on the row like the send itself (app/jobs.py):
-no actor, so no audit row; the row keeps the code and the time of the report.
+failed (NOTICE_MOVES, audited as the system's with the provider's code as the reason); the row
+keeps the code and the time of the report.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,9 @@ from app import models as m
 from app.clock import now
 from app.extensions import db
 from app.gateways.sms import SentSms, sms_gateway
+from app.scoping.actor import SYSTEM
+from app.workflow.notices import NOTICE_MOVES
+from app.workflow.transitions import move
 
 N = m.Notification
 NS = m.NotificationStatus
@@ -30,33 +34,42 @@ RECEIPT_BATCH = 500
 def record_sms_receipts() -> dict[str, int]:
     """One poll: {"asked": n, "delivered": n, "failed": n}."""
     gateway = sms_gateway()
-    pending = [SentSms(r.provider_message_id, r.recipient, r.sent_at) for r in db.session.execute(
-        sa.select(N.provider_message_id, N.recipient, N.sent_at)
+    waiting = db.session.execute(
+        sa.select(N.id, N.provider_message_id, N.recipient, N.sent_at)
         .where(N.status == NS.sent, N.provider_message_id.is_not(None),
                N.provider == gateway.provider, N.sent_at >= now() - RECEIPT_WINDOW)
-        .order_by(N.sent_at).limit(RECEIPT_BATCH))]
+        .order_by(N.sent_at).limit(RECEIPT_BATCH)).all()
+    pending = [SentSms(r.provider_message_id, r.recipient, r.sent_at) for r in waiting]
     counts = {"asked": len(pending), "delivered": 0, "failed": 0}
     if not pending and gateway.provider != "tencent":
         return counts
     # Tencent hands out every report once, whichever message it is about: always pull.
     receipts = gateway.receipts(pending)
+    ids = dict(db.session.execute(
+        sa.select(N.provider_message_id, N.id).where(
+            N.provider == gateway.provider, N.status == NS.sent,
+            N.provider_message_id.in_({r.message_id for r in receipts}))).tuples().all()) \
+        if receipts else {}
     at = now()
-    for delivered, status in ((True, NS.delivered), (False, NS.failed)):
-        rows = [{"mid": r.message_id, "code": r.code[:64], "at": r.at or at}
-                for r in receipts if r.delivered is delivered]
-        if not rows:
-            continue
-        # One statement sent with every report's values (executemany), matched by the
-        # provider's id among the rows still waiting (the partial index).
-        update = sa.update(N.__table__).where(
-            N.__table__.c.provider == gateway.provider,
-            N.__table__.c.provider_message_id == sa.bindparam("mid"),
-            N.__table__.c.status == NS.sent.value,
-        ).values(status=status.value, provider_code=sa.bindparam("code"),
-                 receipt_at=sa.bindparam("at"),
-                 last_error=None if delivered else sa.bindparam("code"))
-        counts["delivered" if delivered else "failed"] += db.session.execute(
-            update, rows).rowcount
+    # One move per (outcome, provider code): a poll's reports share a handful of codes.
+    groups: dict[tuple[bool, str], list[Any]] = defaultdict(list)
+    for r in receipts:
+        if r.message_id in ids:
+            groups[(r.delivered, r.code[:64])].append(r)
+    for (delivered, code), reports in sorted(groups.items()):
+        done = move(SYSTEM, N, [ids[r.message_id] for r in reports],
+                    NOTICE_MOVES["delivered" if delivered else "undelivered"],
+                    label=N.recipient, reason=code, commit=False,
+                    values={"provider_code": code, "last_error": None if delivered else code})
+        counts["delivered" if delivered else "failed"] += len(done.done)
+        moved = set(done.done)
+        # The time the provider gave for each report (one statement, executemany).
+        times = [{"nid": ids[r.message_id], "at": r.at or at} for r in reports
+                 if ids[r.message_id] in moved]
+        if times:
+            db.session.execute(sa.update(N.__table__).where(
+                N.__table__.c.id == sa.bindparam("nid")).values(
+                receipt_at=sa.bindparam("at")), times)
     db.session.commit()
     return counts
 
