@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import message_from_bytes, policy
@@ -37,6 +38,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def recorded_statements():
+    """The SQL statements sent while the block runs, each once (an executemany counts once),
+    as a list filled in place."""
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, *args) -> None:
+        seen.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", note)
+
+
+def statements_of(call) -> list[str]:
+    """The SQL statements one call sends."""
+    with recorded_statements() as seen:
+        call()
+    return seen
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +136,7 @@ def app(database_url, smtp_server):
 
     application = create_app("test", **base_config(database_url, smtp_server.port))
     with application.app_context():
-        upgrade()
+        upgrade(revision="heads")
         sync_roles()
     return application
 

@@ -21,7 +21,7 @@ from app import models as m
 from app.extensions import db
 from app.scoping.actor import SYSTEM
 from app.workflow import audit
-from tests.conftest import DEMO_NOW, UNIT_B, text_of
+from tests.conftest import DEMO_NOW, UNIT_B, recorded_statements, text_of
 
 LOG = "/admin/audit/list/"
 
@@ -336,16 +336,8 @@ def test_a_page_costs_the_same_queries_for_ten_rows_or_fifty(app, login, world):
         db.session.commit()
 
     def queries() -> int:
-        seen: list[str] = []
-
-        def listen(conn, cursor, statement, *args) -> None:
-            seen.append(statement)
-
-        sa.event.listen(sa.engine.Engine, "before_cursor_execute", listen)
-        try:
+        with recorded_statements() as seen:
             assert admin.get(LOG).status_code == 200
-        finally:
-            sa.event.remove(sa.engine.Engine, "before_cursor_execute", listen)
         return len(seen)
 
     write(10)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from app import models as m
 from app.clock import SHANGHAI
 from app.extensions import db
-from tests.conftest import UNIT_A, UNIT_B, Client, text_of
+from tests.conftest import UNIT_A, UNIT_B, Client, recorded_statements, text_of
 
 AS = m.ApplicationStatus
 PS = m.PersonStatus
@@ -197,17 +197,9 @@ def test_unit_sees_published_open_events_in_its_language(login, world):
 
 def statements(client: Client, url: str) -> int:
     """How many SQL statements one page costs."""
-    count = []
-
-    def listen(*_args) -> None:
-        count.append(1)
-
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", listen)
-    try:
+    with recorded_statements() as seen:
         assert client.get(url).status_code == 200
-    finally:
-        sa.event.remove(sa.engine.Engine, "before_cursor_execute", listen)
-    return len(count)
+    return len(seen)
 
 
 def test_unit_lists_cost_the_same_for_one_row_or_many(login, world):

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 
-import sqlalchemy as sa
-
-from app.extensions import db
-from tests.conftest import text_of
+from tests.conftest import statements_of, text_of
 
 PERSONS = "/delegation/persons/list/"
 CHOICES = "/delegation/persons/filter_choices/unit_sub_delegation_id"
@@ -21,26 +18,10 @@ def escaped(html: str) -> str:
             .replace("&", "\\u0026").replace("'", "\\u0027"))
 
 
-def statements_of(app, call) -> list[str]:
-    seen: list[str] = []
-
-    def before(conn, cursor, statement, *args) -> None:
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", before)
-    try:
-        call()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", before)
-    return seen
-
-
 def test_the_list_page_neither_reads_nor_renders_the_choices(app, login, world):
     client = login("sh-delegation")
     pages = []
-    seen = statements_of(app, lambda: pages.append(client.get(PERSONS)))
+    seen = statements_of(lambda: pages.append(client.get(PERSONS)))
     page = pages[0].data.decode()
     assert pages[0].status_code == 200
     assert escaped("浦东新区交易分团") not in page and escaped("徐汇区交易分团") not in page

@@ -14,7 +14,16 @@ from app.extensions import db
 from app.scoping.actor import actor_for_user
 from app.workflow import persons as person_flow
 from app.workflow.locking import lock_notices
-from tests.conftest import UNIT_A, UNIT_B, Client, base_config, run_worker, sms_messages, text_of
+from tests.conftest import (
+    UNIT_A,
+    UNIT_B,
+    Client,
+    base_config,
+    run_worker,
+    sms_messages,
+    statements_of,
+    text_of,
+)
 
 PS = m.PersonStatus
 T = m.Tag
@@ -205,33 +214,14 @@ def persons_of(world, name_part: str, count: int, prefix: str) -> list[int]:
     return ids
 
 
-def count_statements(app, call) -> int:
-    """How many SQL statements a call sends (executemany counts once)."""
-    seen = []
-
-    def before(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", before)
-    try:
-        call()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", before)
-    return len(seen)
-
-
 def test_batches_cost_the_same_statements_for_few_or_many_rows(app, login, world):
     approve(login, world, "徐汇贸易")
     few, many = persons_of(world, "徐汇贸易", 3, "A"), persons_of(world, "徐汇贸易", 60, "B")
     client = login("sh-delegation")
     costs = {}
     for name, ids in (("few", few), ("many", many)):
-        costs[name] = (count_statements(app, lambda ids=ids: client.action(
-                           "/delegation/persons", "tag_visitor", ids)),
-                       count_statements(app, lambda ids=ids: client.action(
-                           "/delegation/persons", "lock_persons", ids)))
+        costs[name] = tuple(len(statements_of(lambda ids=ids, action=action: client.action(
+            "/delegation/persons", action, ids))) for action in ("tag_visitor", "lock_persons"))
     assert costs["few"] == costs["many"], costs
     db.session.expire_all()
     assert {world.person("B059").status, world.person("A000").status} == {
