@@ -182,7 +182,8 @@ def move(actor: Actor, model: type, ids: Iterable[int] | sa.Select, step: Move, 
         record_many(actor, record_type or model.__tablename__, done, step.action, step.to,
                     reason)
         result.done = [rid for rid, _status in done]
-        lost = [rid for rid in movable if rid not in set(updated)]
+        moved = set(updated)
+        lost = [rid for rid in movable if rid not in moved]
         if lost:
             # Read movable, but another request moved them first: say what it did.
             report_lost_race(result, model, record_type or model.__tablename__,
