@@ -139,6 +139,23 @@ class Config:
     MAX_CONTENT_LENGTH = 20 * 1024 * 1024
     MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
     MAX_PHOTO_BYTES = 2 * 1024 * 1024
+    # Persons from a spreadsheet (issue 16): the largest sheet (xlsx, xls, CSV) and the most
+    # persons one file may hold; larger files are refused, naming the limit.
+    PERSON_IMPORT_MAX_BYTES = int(_env("PERSON_IMPORT_MAX_BYTES", str(5 * 1024 * 1024)))
+    PERSON_IMPORT_MAX_ROWS = int(_env("PERSON_IMPORT_MAX_ROWS", "5000"))
+    # The badge photo check on upload (app/photo_check.py; README "Badge photos"). Pixels;
+    # brightness is the mean grey level 0–255; the face ratio is the detected face's height
+    # over the photo's; the background is the top and upper side strips (mean, standard
+    # deviation). A photo too small, too dark, without exactly one face or with a face too
+    # small is refused; a background not plain and light is a warning the reviewer sees.
+    # Larger pictures are refused before their pixels are read (a phone's 24 MP fits).
+    PHOTO_MAX_PIXELS = int(_env("PHOTO_MAX_PIXELS", "25000000"))
+    PHOTO_MIN_WIDTH = int(_env("PHOTO_MIN_WIDTH", "100"))
+    PHOTO_MIN_HEIGHT = int(_env("PHOTO_MIN_HEIGHT", "120"))
+    PHOTO_MIN_LUMINANCE = float(_env("PHOTO_MIN_LUMINANCE", "60"))
+    PHOTO_MIN_FACE_RATIO = float(_env("PHOTO_MIN_FACE_RATIO", "0.2"))
+    PHOTO_BACKGROUND_MIN_LUMINANCE = float(_env("PHOTO_BACKGROUND_MIN_LUMINANCE", "140"))
+    PHOTO_BACKGROUND_MAX_SPREAD = float(_env("PHOTO_BACKGROUND_MAX_SPREAD", "35"))
 
     # Mail (a real SMTP connection; tests run aiosmtpd on loopback)
     MAIL_SERVER = _env("MAIL_SERVER", "127.0.0.1")
@@ -202,15 +219,25 @@ class Config:
     # Public-key mode: WeChat Pay's platform public key and its id (PUB_KEY_ID_…).
     WECHATPAY_PUBLIC_KEY_FILE = _env("WECHATPAY_PUBLIC_KEY_FILE")
     WECHATPAY_PUBLIC_KEY_ID = _env("WECHATPAY_PUBLIC_KEY_ID")
+    # UnionPay ACP 5.1.0 (QR code product; app/gateways/payments/acp.py): our merchant number,
+    # the gateway (https://gateway.95516.com; UnionPay's test: https://gateway.test.95516.com),
+    # our signing certificate with its key (CFCA's .pfx, or PEM key + certificate) and its
+    # password, and UnionPay's middle and root certificates that its signing certificate
+    # (signPubKeyCert, in every answer and notification) must chain to.
     UNIONPAY_MER_ID = _env("UNIONPAY_MER_ID")
     UNIONPAY_API_URL = _env("UNIONPAY_API_URL")
-    UNIONPAY_PRIVATE_KEY_FILE = _env("UNIONPAY_PRIVATE_KEY_FILE")
-    UNIONPAY_PUBLIC_KEY_FILE = _env("UNIONPAY_PUBLIC_KEY_FILE")
-    B2B_MERCHANT_ID = _env("B2B_MERCHANT_ID")
+    UNIONPAY_SIGN_CERT_FILE = _env("UNIONPAY_SIGN_CERT_FILE")
+    UNIONPAY_SIGN_CERT_PASSWORD = _env("UNIONPAY_SIGN_CERT_PASSWORD")
+    UNIONPAY_MIDDLE_CERT_FILE = _env("UNIONPAY_MIDDLE_CERT_FILE")
+    UNIONPAY_ROOT_CERT_FILE = _env("UNIONPAY_ROOT_CERT_FILE")
+    # The B2B gateway: UnionPay's B2B product (bizType 000202), the same protocol; its merchant
+    # number and certificate may be the QR product's. The browser posts to B2B_API_URL.
+    B2B_MER_ID = _env("B2B_MER_ID")
     B2B_API_URL = _env("B2B_API_URL")
-    B2B_PAY_URL = _env("B2B_PAY_URL")
-    B2B_PRIVATE_KEY_FILE = _env("B2B_PRIVATE_KEY_FILE")
-    B2B_PUBLIC_KEY_FILE = _env("B2B_PUBLIC_KEY_FILE")
+    B2B_SIGN_CERT_FILE = _env("B2B_SIGN_CERT_FILE")
+    B2B_SIGN_CERT_PASSWORD = _env("B2B_SIGN_CERT_PASSWORD")
+    B2B_MIDDLE_CERT_FILE = _env("B2B_MIDDLE_CERT_FILE")
+    B2B_ROOT_CERT_FILE = _env("B2B_ROOT_CERT_FILE")
 
     # VAT invoices: the seller printed on every e-invoice (the organiser's legal data, not UI
     # text), the VAT rate of the badge fee (a Decimal string) and the CJK font the PDF embeds.
@@ -221,9 +248,36 @@ class Config:
     INVOICE_SELLER_BANK_ACCOUNT = _env("INVOICE_SELLER_BANK_ACCOUNT",
                                        "中国银行上海市分行 000000000000")
     INVOICE_TAX_RATE = _env("INVOICE_TAX_RATE", "0.06")
+    # E-invoices are issued by an invoicing platform (app/gateways/einvoice/, docs/production.md):
+    # nuonuo (Nuonuo's open platform) or sandbox (development: specimens drawn here, marked
+    # 样票 / SPECIMEN). Secrets come from the environment or a file (*_FILE) outside the
+    # repository. NUONUO_FILE_HOSTS: the hosts (comma-separated) the issued PDF/OFD/XML may be
+    # downloaded from. NUONUO_CLERK: the drawer (开票员) registered with the tax bureau.
+    EINVOICE_PLATFORM = _env("EINVOICE_PLATFORM", "sandbox")
+    NUONUO_URL = _env("NUONUO_URL", "https://sdk.nuonuo.com/open/v1/services")
+    NUONUO_APP_KEY = _env("NUONUO_APP_KEY")
+    NUONUO_APP_SECRET = _env("NUONUO_APP_SECRET")
+    NUONUO_APP_SECRET_FILE = _env("NUONUO_APP_SECRET_FILE")
+    NUONUO_ACCESS_TOKEN = _env("NUONUO_ACCESS_TOKEN")
+    NUONUO_ACCESS_TOKEN_FILE = _env("NUONUO_ACCESS_TOKEN_FILE")
+    # The authorised merchant's taxpayer id: only for a third-party (ISV) application.
+    NUONUO_USER_TAX = _env("NUONUO_USER_TAX")
+    NUONUO_CLERK = _env("NUONUO_CLERK")
+    NUONUO_EXTENSION_NUMBER = _env("NUONUO_EXTENSION_NUMBER")
+    # pc: 数电普票 (electronic ordinary invoice); the tax classification code of the badge fee.
+    NUONUO_INVOICE_LINE = _env("NUONUO_INVOICE_LINE", "pc")
+    NUONUO_GOODS_CODE = _env("NUONUO_GOODS_CODE")
+    NUONUO_FILE_HOSTS = _env("NUONUO_FILE_HOSTS")
+    NUONUO_TIMEOUT = _env("NUONUO_TIMEOUT", "30")
     # PDFs embed a CJK TrueType font (app/documents/fonts.py): Debian's WenQuanYi by default.
     CJK_FONT_PATH = _env("CJK_FONT_PATH")
     CJK_FONT_INDEX = int(_env("CJK_FONT_INDEX", "0"))
+    # Badge QR codes are signed with Ed25519 (app/badge_tokens.py). The private keys live in
+    # this folder, outside the repository; development and tests make one on first start,
+    # production refuses to start without one (`flask ciie badge-keys generate`).
+    BADGE_SIGNING_KEYS_DIR = _env("BADGE_SIGNING_KEYS_DIR", os.path.join(INSTANCE_DIR,
+                                                                          "badge-keys"))
+    BADGE_SIGNING_KEY_REQUIRED = False
 
 
 class DevelopmentConfig(Config):
@@ -238,8 +292,13 @@ class ProductionConfig(Config):
     HSTS_ENABLED = True
     # Real providers only: the sandbox and its pages do not exist in production.
     PAYMENT_SANDBOX = False
-    # create_app refuses to start with the SMS log sandbox or a provider setting missing.
-    SMS_PROVIDER_REQUIRED = True
+    # create_app refuses to start with a sandbox provider or a provider's setting missing,
+    # naming each (app/providers.py: SMS, e-mail, online payments).
+    PROVIDERS_REQUIRED = True
+    # ... and without a badge signing key.
+    BADGE_SIGNING_KEY_REQUIRED = True
+    # Units download only the files the invoicing platform issued, never a PDF drawn here.
+    EINVOICE_PLATFORM_FILES_ONLY = True
 
 
 class TestConfig(Config):
@@ -293,6 +352,7 @@ CIIE_ROLES = {
         (r"^UnitInfo$", r"^can_edit$"),
         (r"^UnitPreview$", r"^can_(show|submit)$"),
         (r"^UnitCarryForward$", r"^can_carry_forward$"),
+        (r"^UnitPersonImport$", r"^can_(import|template)$"),
         (r"^PersonFiles$", r"^can_photo$"),
         (r"^UnitEvents$", r"^can_(list|show|apply)$"),
         (r"^UnitApplications$", r"^(can_(list|show)|withdraw_applications)$"),
@@ -300,7 +360,8 @@ CIIE_ROLES = {
         (r"^(PersonRegistrationApi|UnitRegistrationApi|OrderApi|InvoiceApi|RefundApi)$",
          _READ_API),
         (r"^InvoiceApi$", r"^can_download$"),
-        (r"^(Registration|Unit information|Unit persons|Earlier persons|Unit documents|"
+        (r"^(Registration|Unit information|Unit persons|Import persons|Earlier persons|"
+         r"Unit documents|"
          r"Addresses|Preview and submit|Unit orders|Unit refunds|Unit invoices|Unit events|"
          r"Unit applications|Unit badges)$",
          r"^menu_access$"),

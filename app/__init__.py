@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from importlib import import_module
 from typing import Any
 
@@ -26,6 +27,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _badge_signing_key(app: Flask) -> None:
+    """Badge codes need a signing key: production refuses to start without one (but for
+    `flask ciie badge-keys …`, which makes it); development makes one under instance/."""
+    from app.badge_tokens import generate_key, load_keys
+
+    folder = app.config["BADGE_SIGNING_KEYS_DIR"]
+    if load_keys(folder).signing_key is not None:
+        return
+    if not app.config["BADGE_SIGNING_KEY_REQUIRED"]:
+        generate_key(folder)
+    elif "badge-keys" not in sys.argv[1:]:
+        raise RuntimeError(f"production needs a badge signing key in {folder}: "
+                           "flask ciie badge-keys generate")
+
+
 def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
     from app.extensions import csrf, db, mail, migrate, queue
 
@@ -34,11 +50,13 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
     app.config.update(overrides)
     if app.config.get("SESSION_COOKIE_SECURE") and app.config["SECRET_KEY"].startswith("dev-"):
         raise RuntimeError("SECRET_KEY must be set in production")
-    if app.config.get("SMS_PROVIDER_REQUIRED"):
-        from app.gateways.sms import missing_settings
+    if app.config.get("PROVIDERS_REQUIRED"):
+        from app.providers import production_refusals
 
-        if missing := missing_settings(app.config):
-            raise RuntimeError("production needs these SMS settings: " + "; ".join(missing))
+        if refusals := production_refusals(app.config):
+            raise RuntimeError("production needs these provider settings: "
+                               + "; ".join(refusals))
+    _badge_signing_key(app)
     os.makedirs(app.config["UPLOAD_FOLDER"], exist_ok=True)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         os.makedirs(os.path.dirname(app.config["SQLALCHEMY_DATABASE_URI"][10:]) or ".",

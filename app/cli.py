@@ -1,5 +1,5 @@
 """CLI: `flask ciie init` (permissions and roles), `flask ciie demo`, `flask ciie worker`,
-`flask ciie sweep`."""
+`flask ciie sweep`, `flask ciie badge-keys generate|rotate|list`, `flask ciie providers check`."""
 from __future__ import annotations
 
 import re
@@ -107,6 +107,89 @@ def sweep_command(every: int) -> None:
             return
         db.session.remove()
         time.sleep(every)
+
+
+badge_keys = AppGroup("badge-keys", help="The Ed25519 keys that sign badge QR codes.")
+ciie.add_command(badge_keys)
+
+
+@badge_keys.command("generate")
+def generate_badge_key_command() -> None:
+    """Make the first signing key in BADGE_SIGNING_KEYS_DIR (refused if one signs already)."""
+    from app.badge_tokens import generate_key, load_keys
+
+    folder = current_app.config["BADGE_SIGNING_KEYS_DIR"]
+    ring = load_keys(folder)
+    if ring.signing_key is not None:
+        raise click.ClickException(f"{folder} has a signing key already ({ring.signing_kid}); "
+                                   "use `flask ciie badge-keys rotate` for a new one.")
+    click.echo(f"badge signing key {generate_key(folder)} made in {folder}")
+
+
+@badge_keys.command("rotate")
+def rotate_badge_key_command() -> None:
+    """Make a new signing key: new codes are signed with it, and the earlier keys stay
+    published, so printed codes keep verifying. Gates learn the new key at their next sync."""
+    from app.badge_tokens import generate_key, load_keys
+
+    folder = current_app.config["BADGE_SIGNING_KEYS_DIR"]
+    before = load_keys(folder).signing_kid
+    click.echo(f"badge signing key {generate_key(folder)} signs from now on "
+               f"(was {before or 'none'}) in {folder}")
+
+
+@badge_keys.command("list")
+def list_badge_keys_command() -> None:
+    """The published keys, which one signs and which still have their private key here."""
+    from pathlib import Path
+
+    from app.badge_tokens import load_keys
+
+    folder = current_app.config["BADGE_SIGNING_KEYS_DIR"]
+    ring = load_keys(folder)
+    for kid in ring.public:
+        private = (Path(folder) / f"{kid}.key").exists()
+        click.echo(f"{kid}  {'signing' if kid == ring.signing_kid else 'published'}"
+                   f"{'' if private else '  (private key removed)'}")
+
+
+providers = AppGroup("providers", help="The outside services: which, in which mode, how they fare.")
+ciie.add_command(providers)
+
+
+@providers.command("check")
+def providers_check_command() -> None:
+    """Print each provider with its mode, last success and failure (Beijing time) and the
+    failed calls waiting for a retry; exit 1 when one is misconfigured (a setting missing, a
+    sandbox in production) or a production provider's last call failed."""
+    from flask_babel import force_locale
+
+    from app.formatting import fmt_datetime
+    from app.providers import MODE_LABELS, WAITING_LABELS, problems, provider_reports
+
+    with force_locale("en"):
+        rows = provider_reports()
+        table = [("service", "provider", "mode", "last success", "last failure", "waiting",
+                  "problems")]
+        trouble = False
+        for row in rows:
+            found = problems(row, current_app.config)
+            trouble = trouble or bool(found)
+            failure = fmt_datetime(row.last_failure_at)
+            if row.last_failure:
+                failure += f" {row.last_failure[:80]}"
+            waiting = ", ".join(f"{n} {WAITING_LABELS[kind]}"
+                                for kind, n in row.waiting.items() if n)
+            table.append((str(row.service), f"{row.provider} {row.detail}".strip(),
+                          str(MODE_LABELS[row.mode]), fmt_datetime(row.last_success_at) or "-",
+                          failure or "-", waiting or "0", "; ".join(found) or "ok"))
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())
+    db.session.rollback()
+    if trouble:
+        raise SystemExit(1)
 
 
 def register_cli(app: Flask) -> None:

@@ -151,6 +151,7 @@ def send_refund(refund_id: int) -> str:
 
 
 def make_invoice_pdf(invoice_id: int) -> str:
-    """Issue a requested e-invoice as a PDF, or make a red-letter reversal's PDF (idempotent:
-    the invoice row is locked and an issued one is skipped)."""
+    """Have the invoicing platform issue a requested e-invoice or red-letter reversal and store
+    its number and files (idempotent: the row is locked and an issued one is skipped; raises
+    EInvoicePending while the platform is still issuing it, so rq asks again)."""
     return make_pdf(invoice_id)

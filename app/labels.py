@@ -12,6 +12,11 @@ from app.workflow.editions import current_edition
 
 COLUMN_LABELS = {
     "id": _l("ID"),
+    # Offline gates (app/workflow/gate.py)
+    "changed_at": _l("Last changed"),
+    "client_scan_id": _l("Scan id"),
+    "gate": _l("Gate"),
+    "offline": _l("Checked offline"),
     "number": _l("Number"),
     "name": _l("Name"),
     "name_zh": _l("Name (Chinese)"),
@@ -78,6 +83,7 @@ COLUMN_LABELS = {
     "is_default": _l("Default"),
     "person": _l("Person"),
     "photo": _l("Photo"),
+    "photo_result": _l("Photo check"),
     "person_name": _l("Name"),
     "unit_name": _l("Unit"),
     "person_id_search": _l("ID number"),
@@ -192,6 +198,12 @@ COLUMN_LABELS = {
     "storage_key": _l("Stored file"),
     "pdf_key": _l("Stored badge file"),
     "voucher_key": _l("Stored voucher file"),
+    # Issue 15: e-invoices issued by the invoicing platform.
+    "einvoice_platform": _l("Invoicing platform"),
+    "platform_order_no": _l("Order number at the invoicing platform"),
+    "platform_serial": _l("Invoicing platform's serial number"),
+    "ofd_key": _l("Stored OFD file"),
+    "xml_key": _l("Stored XML file"),
     "token_nonce": _l("Badge token serial"),
     "dedupe_key": _l("Duplicate check key"),
     "file_hash": _l("File checksum"),

@@ -281,6 +281,26 @@ class ReviewReason(LabelledEnum):
     other = "other", _l("Other")
 
 
+class PhotoVerdict(LabelledEnum):
+    """The upload check of a badge photo (app/documents/photo_check.py); a refused photo is
+    not stored."""
+
+    passed = "passed", _l("Photo check passed")
+    warning = "warning", _l("Photo check: warning")
+    refused = "refused", _l("Photo refused")
+
+
+class PhotoProblem(LabelledEnum):
+    """What the photo check found wrong; only `background` is a warning, the rest refuse."""
+
+    image_too_small = "image_too_small", _l("Picture too small")
+    too_dark = "too_dark", _l("Too dark")
+    no_face = "no_face", _l("No face")
+    several_faces = "several_faces", _l("Several faces")
+    face_too_small = "face_too_small", _l("Face too small")
+    background = "background", _l("Background not plain and light")
+
+
 class BadgeStatus(LabelledEnum):
     produced = "produced", _l("Produced")
     shipped = "shipped", _l("Shipped")
@@ -811,16 +831,13 @@ class Person(TimestampMixin, Model):
     __tablename__ = "person"
     __table_args__ = (
         sa.UniqueConstraint("unit_id", "id_type", "id_number"),
-        sa.Index("ix_person_name_search", "name_search", postgresql_using="gin"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), nullable=False)
     # Set when the person registered through the mobile app / mini-program.
     user_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"), unique=True)
-    # "search_tokens" names the column a name search narrows by first (scoping.interface).
-    name: Mapped[str] = mapped_column(sa.String(100), nullable=False,
-                                      info={"search_tokens": "name_search"})
+    name: Mapped[str] = mapped_column(sa.String(100), nullable=False)
     gender: Mapped[Gender] = enum_column(Gender, nullable=False)
     id_type: Mapped[IdType] = enum_column(IdType, nullable=False)
     id_number: Mapped[str] = mapped_column(sa.String(32), nullable=False)
@@ -830,14 +847,20 @@ class Person(TimestampMixin, Model):
     job_title: Mapped[Optional[str]] = mapped_column(sa.String(100))
     photo_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
     thumb_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
+    # The photo's upload check (app/documents/photo_check.py), kept so lists and reviewers show
+    # it without detecting faces again: the verdict, and the figures measured with the
+    # problems found ({"faces": 1, "face_ratio": 0.36, "problems": ["background"], …}).
+    # Empty for a photo stored before the check existed.
+    photo_verdict: Mapped[Optional[PhotoVerdict]] = enum_column(PhotoVerdict)
+    photo_check: Mapped[Optional[dict]] = mapped_column(sa.JSON)
     # The numbers' search keys (app.search_keys), written with the numbers by the workflow:
     # the lists' exact searches are an index lookup, whatever was typed. 64 characters hold
     # the keyed hash they become once the numbers are encrypted.
     id_search_key: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
     mobile_search_key: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
-    # The name's search tokens (app.search_keys.name_tokens), GIN indexed: a one- or
-    # two-character Chinese name search is an index lookup (pg_trgm needs three characters).
-    # Set with the name by every ORM write; set-based writers compute it themselves.
+    # The name's search tokens (app.search_keys.name_tokens), copied onto the person's
+    # registrations, where the lists search them (PersonRegistration.name_search). Set with the
+    # name by every ORM write; set-based writers compute it themselves.
     name_search: Mapped[Optional[list[str]]] = mapped_column(
         sa.JSON().with_variant(postgresql.ARRAY(sa.Text()), "postgresql"))
 
@@ -850,6 +873,41 @@ class Person(TimestampMixin, Model):
 
     def __repr__(self) -> str:
         return self.name
+
+
+class PersonImport(Model):
+    """One spreadsheet of persons a unit imported (issue 16), written when it is applied: the
+    file (name and SHA-256, so the same file again is recognised), what became of its rows,
+    who and when, and the refused rows' workbook to fix and upload again."""
+
+    __tablename__ = "person_import"
+    __table_args__ = (
+        sa.Index("ix_person_import_unit_hash", "unit_id", "file_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), nullable=False)
+    edition_id: Mapped[int] = mapped_column(sa.ForeignKey("edition.id"), nullable=False)
+    file_name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    file_hash: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    # The background task that applied it (its page has the report), if it ran as one.
+    task_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("background_task.id"))
+    rows_read: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    added: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    updated: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    unchanged: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    refused: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    # The unit ticked "submit": how many of the imported persons were submitted.
+    submit: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
+    submitted: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    refused_file_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
+    imported_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
+    imported_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"))
+
+    imported_by: Mapped[Optional["CiieUser"]] = relationship()
+
+    def __repr__(self) -> str:
+        return self.file_name
 
 
 class LockBatch(Model):
@@ -907,6 +965,13 @@ class PersonRegistration(TimestampMixin, Model):
                  "tag", "sub_delegation_id", "id"),
         sa.Index("ix_person_registration_sub_delegation", "sub_delegation_id", "edition_id",
                  "status", "tag", "id"),
+        # The person's name tokens, copied: with the delegation beside them in one GIN index
+        # (btree_gin), a delegation's name search is one bitmap. A one-character surname counts
+        # its first 2,001 of Shanghai's 106,264 persons in a few milliseconds, where joining the
+        # person's own tokens read all 106,264 (EXPLAIN in bench/README.md). The edition is left
+        # out: every row of the current edition is in its entry, which doubled the scan's time.
+        sa.Index("ix_person_registration_name_search", "delegation_id", "name_search",
+                 postgresql_using="gin"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -920,6 +985,13 @@ class PersonRegistration(TimestampMixin, Model):
     # delegation would check every insert twice over.
     delegation_id: Mapped[Optional[int]] = mapped_column(sa.Integer)
     sub_delegation_id: Mapped[Optional[int]] = mapped_column(sa.Integer)
+    # Always the person's Person.name_search, whoever writes (the ORM, an import's Core
+    # INSERTs, COPY): two triggers of migration c14d0000000b copy it on insert and when the
+    # person's tokens change. A composite key to person, as for the delegations, would make
+    # every join of the two tables ambiguous. PostgreSQL only (SQLite's searches compare the
+    # names, its copies stay empty). Searched, never shown: not loaded with the row.
+    name_search: Mapped[Optional[list[str]]] = mapped_column(
+        sa.JSON().with_variant(postgresql.ARRAY(sa.Text()), "postgresql"), deferred=True)
     # id_type:id_number of the person, kept here so SQL can hold the per-edition uniqueness.
     id_key: Mapped[str] = mapped_column(sa.String(64), nullable=False)
     status: Mapped[PersonStatus] = enum_column(
@@ -951,8 +1023,11 @@ class PersonRegistration(TimestampMixin, Model):
     def entry_dates(self) -> list[date]:
         return self.edition.mask_to_days(self.entry_days)
 
+    # "search_tokens" names this row's column holding the name's tokens, which a name search
+    # narrows by first (scoping.interface).
     person_name = column_property(
-        sa.select(Person.name).where(Person.id == person_id).scalar_subquery(), deferred=True)
+        sa.select(Person.name).where(Person.id == person_id).scalar_subquery(), deferred=True,
+        info={"search_tokens": "name_search"})
     unit_name = column_property(
         sa.select(Unit.name).join(UnitRegistration, UnitRegistration.unit_id == Unit.id)
         .where(UnitRegistration.id == unit_registration_id).scalar_subquery(), deferred=True)
@@ -994,6 +1069,15 @@ class PersonRegistration(TimestampMixin, Model):
     def photo(self) -> int | None:
         """The person's id when a photo exists (views turn it into the scoped image URL)."""
         return self.person_id if self.person is not None and self.person.thumb_key else None
+
+    @property
+    def photo_result(self) -> tuple[PhotoVerdict | None, dict] | None:
+        """The person's photo check as stored at upload (verdict, figures), when it has a
+        photo; the person is joined in every list that shows it (no query per row)."""
+        person = self.person
+        if person is None or not person.thumb_key:
+            return None
+        return person.photo_verdict, person.photo_check or {}
 
     def __repr__(self) -> str:
         return self.person.name if self.person else f"#{self.id}"
@@ -1115,6 +1199,8 @@ class Payment(TimestampMixin, Model):
                  sqlite_where=sa.text("status IN ('created', 'pending')"),
                  postgresql_where=sa.text("status IN ('created', 'pending')")),
         sa.Index("ix_payment_channel_status", "channel", "status"),
+        # Each provider's last confirmed payment, for the operator (app/providers.py).
+        sa.Index("ix_payment_channel_confirmed", "channel", "confirmed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -1311,7 +1397,16 @@ class Invoice(TimestampMixin, Model):
             postgresql_where=sa.text("reversal_of_id IS NULL AND status IN "
                                      "('requested', 'issued', 'mailed', 'void_requested')"),
         ),
-        sa.UniqueConstraint("reversal_of_id"),
+        # One reversal per invoice; one the platform refused (rejected) leaves room for another.
+        sa.Index("uq_invoice_one_reversal", "reversal_of_id", unique=True,
+                 sqlite_where=sa.text("status != 'rejected'"),
+                 postgresql_where=sa.text("status != 'rejected'")),
+        # The last e-invoice issued and those requested, not issued yet (the sweeper's
+        # outbox), for the operator (app/providers.py).
+        sa.Index("ix_invoice_kind_issued", "kind", "issued_at"),
+        sa.Index("ix_invoice_e_requested", "id",
+                 sqlite_where=sa.text("kind = 'e_normal' AND status = 'requested'"),
+                 postgresql_where=sa.text("kind = 'e_normal' AND status = 'requested'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -1332,6 +1427,15 @@ class Invoice(TimestampMixin, Model):
     buyer_account: Mapped[Optional[str]] = mapped_column(sa.String(64))
     buyer_locked: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
     pdf_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
+    # An e-invoice is issued by the invoicing platform (app/gateways/einvoice/): which one
+    # ("nuonuo"; "sandbox" for specimens), the order number we sent it (its orderNo, or the
+    # red-letter form's billId), its serial (发票流水号) and the OFD and XML it issued beside
+    # the PDF; `number` is the platform's invoice number.
+    einvoice_platform: Mapped[Optional[str]] = mapped_column(sa.String(16))
+    platform_order_no: Mapped[Optional[str]] = mapped_column(sa.String(32), unique=True)
+    platform_serial: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    ofd_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
+    xml_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
     carrier: Mapped[Optional[str]] = mapped_column(sa.String(50))
     tracking_no: Mapped[Optional[str]] = mapped_column(sa.String(64))
     reject_reason: Mapped[Optional[str]] = mapped_column(sa.String(500))
@@ -1351,6 +1455,11 @@ class Invoice(TimestampMixin, Model):
     @property
     def is_reversal(self) -> bool:
         return self.reversal_of_id is not None
+
+    @property
+    def files(self) -> "Invoice | None":
+        """The invoice once it has its files (views turn it into the PDF, OFD and XML links)."""
+        return self if self.pdf_key else None
 
     @property
     def invoice_type(self) -> LazyString:
@@ -1386,6 +1495,10 @@ class Refund(TimestampMixin, Model):
     __table_args__ = (
         sa.CheckConstraint("amount_fen > 0", name="amount_positive"),
         sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        # The few refunds with a provider (sent, or failed there), for the operator.
+        sa.Index("ix_refund_at_provider", "status",
+                 sqlite_where=sa.text("status IN ('sent', 'failed')"),
+                 postgresql_where=sa.text("status IN ('sent', 'failed')")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -1529,6 +1642,10 @@ class Badge(Model):
     parcel_slot: Mapped[Optional[int]] = mapped_column(sa.SmallInteger)
     produced_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
     deactivated_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
+    # Any change of the row (a new code, deactivation, re-activation): offline gates fetch
+    # the badges changed since their last sync (app/workflow/gate.py).
+    changed_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, onupdate=utcnow,
+                                                 nullable=False)
     # A lost or damaged card waiting to be printed again with a new code (issue 13).
     reprint_requested_at: Mapped[Optional[datetime]] = mapped_column(AwareDateTime)
     reprint_reason: Mapped[Optional[str]] = mapped_column(sa.String(200))
@@ -1554,6 +1671,10 @@ class GateScan(Model):
     scanned_at: Mapped[datetime] = mapped_column(AwareDateTime, default=utcnow, nullable=False)
     scanned_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("ab_user.id"))
     gate: Mapped[Optional[str]] = mapped_column(sa.String(50))
+    # Scans made on an offline gate are uploaded later: the scanner's id makes the upload
+    # idempotent; `offline` says the verdict was the gate's own (public keys and last sync).
+    client_scan_id: Mapped[Optional[str]] = mapped_column(sa.String(36), unique=True)
+    offline: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
 
     badge: Mapped[Optional[Badge]] = relationship()
     scanned_by: Mapped[Optional["CiieUser"]] = relationship(foreign_keys=[scanned_by_id])
@@ -1670,6 +1791,10 @@ class Notification(Model):
         # Each provider's last success and failure, for the operator (app/workflow/sms.py);
         # the failed notices are finance's list too.
         sa.Index("ix_notification_provider_sent", "provider", "sent_at"),
+        # The mail server's last success (e-mails name no provider), for app/providers.py.
+        sa.Index("ix_notification_email_sent", "sent_at",
+                 sqlite_where=sa.text("channel = 'email'"),
+                 postgresql_where=sa.text("channel = 'email'")),
         sa.Index("ix_notification_failed", "attempted_at",
                  sqlite_where=sa.text("status = 'failed'"),
                  postgresql_where=sa.text("status = 'failed'")),
@@ -1768,6 +1893,19 @@ class Counter(Model):
 
     name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     value: Mapped[int] = mapped_column(sa.BigInteger, default=0, nullable=False)
+
+
+class AcpRequest(Model):
+    """The `txnTime` of the first UnionPay ACP request sent under one of our numbers (a
+    refund's). UnionPay finds a transaction by orderId + txnTime and wants txnTime to be the
+    moment of sending, so a retry must know the first one to ask what became of it
+    (app/gateways/payments/acp.py). Written in its own transaction before the request leaves."""
+
+    __tablename__ = "acp_request"
+
+    channel: Mapped[PaymentChannel] = enum_column(PaymentChannel, primary_key=True)
+    order_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    txn_time: Mapped[str] = mapped_column(sa.String(14), nullable=False)
 
 
 # --------------------------------------------------------------------------------------------

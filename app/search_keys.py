@@ -6,8 +6,9 @@ and the numbers themselves are never read to search.
 Issue 17 encrypts the numbers and makes the key a keyed hash: `_sealed` is the one place that
 changes (and a migration then recomputes the stored keys).
 
-A person's name has search tokens beside it (name_tokens, GIN indexed): a name search for one
-or two Chinese characters is then an index lookup too."""
+A person's name has search tokens beside it (name_tokens), copied onto its registrations and
+GIN indexed there with the delegation: a name search for one or two Chinese characters is then
+an index lookup too."""
 from __future__ import annotations
 
 import re
@@ -87,10 +88,11 @@ def _name_words(text: str) -> list[str]:
 
 
 def name_tokens(name: str | None) -> list[str]:
-    """The search tokens stored beside a name (person.name_search, GIN indexed): every
-    character and every pair of adjacent characters of each word, sorted by code point.
-    Whatever text a name contains, the tokens of that text (name_search_tokens) are among
-    these, so the index finds every name a "contains" search finds."""
+    """The search tokens stored beside a name (person.name_search, copied and GIN indexed on
+    person_registration.name_search): every character and every pair of adjacent characters
+    of each word, sorted by code point. Whatever text a name contains, the tokens of that text
+    (name_search_tokens) are among these, so the index finds every name a "contains" search
+    finds."""
     tokens: set[str] = set()
     for word in _name_words(name or ""):
         tokens.update(word)

@@ -44,7 +44,7 @@ def read_upload(file_storage, max_bytes: int, allowed: tuple[str, ...]) -> tuple
     if kind[0].startswith("image/"):
         try:
             Image.open(io.BytesIO(data)).verify()
-        except (UnidentifiedImageError, OSError, SyntaxError):
+        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError):
             raise WorkflowError(_l("The image is damaged or not an image."), 400) from None
     return data, kind[0], kind[1]
 

@@ -71,13 +71,10 @@ def sweep() -> dict[str, int]:
         enqueue_task(task_id, outbox=False)
     counts["tasks"] = len(tasks)
 
-    # E-invoices waiting for their PDF: a requested original, or an issued reversal.
+    # E-invoices and reversals waiting for the invoicing platform to issue them.
     invoices = _without_live_job(list(db.session.scalars(
-        sa.select(Inv.id).where(Inv.kind == m.InvoiceKind.e_normal, Inv.pdf_key.is_(None),
-                                sa.or_(sa.and_(Inv.reversal_of_id.is_(None),
-                                               Inv.status == m.InvoiceStatus.requested),
-                                       sa.and_(Inv.reversal_of_id.is_not(None),
-                                               Inv.status == m.InvoiceStatus.issued)))
+        sa.select(Inv.id).where(Inv.kind == m.InvoiceKind.e_normal,
+                                Inv.status == m.InvoiceStatus.requested)
         .order_by(Inv.id))), lambda i: f"invoice-pdf-{i}")
     for invoice_id in invoices:
         queue.enqueue(MAKE_PDF, invoice_id, job_id=f"invoice-pdf-{invoice_id}")

@@ -35,10 +35,9 @@ def init_web_security(app: Flask, appbuilder: AppBuilder) -> None:
 
 def _security_headers(app: Flask) -> None:
     policy = dict(app.config["CONTENT_SECURITY_POLICY"])
-    b2b = urlsplit(app.config.get("B2B_PAY_URL") or "")
+    b2b = urlsplit(app.config.get("B2B_API_URL") or "")
     if b2b.scheme and b2b.netloc:
-        # Paying by B2B posts to us and is redirected to the bank's page: browsers hold form
-        # redirects to form-action.
+        # Paying by B2B posts the signed order to UnionPay's frontTransReq.do (form-action).
         policy["form-action"] = f"{policy['form-action']} {b2b.scheme}://{b2b.netloc}"
     talisman = Talisman(
         app,

@@ -63,6 +63,11 @@ def statements_of(call) -> list[str]:
     return seen
 
 
+def count_statements(call) -> int:
+    """How many SQL statements one call sends (an executemany counts once)."""
+    return len(statements_of(call))
+
+
 @pytest.fixture(scope="session")
 def database_url():
     """A fresh PostgreSQL database for this run, dropped at the end."""
@@ -128,6 +133,17 @@ def base_config(database_url: str, smtp_port: int) -> dict:
     }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def badge_signing_key():
+    """Production starts only with a badge signing key (app/badge_tokens.py): tests that start
+    it use the development key under instance/, made here when missing."""
+    from app.badge_tokens import generate_key, load_keys
+    from config import Config
+
+    if load_keys(Config.BADGE_SIGNING_KEYS_DIR).signing_key is None:
+        generate_key(Config.BADGE_SIGNING_KEYS_DIR)
+
+
 @pytest.fixture(scope="session")
 def app(database_url, smtp_server):
     from flask_migrate import upgrade
@@ -136,7 +152,7 @@ def app(database_url, smtp_server):
 
     application = create_app("test", **base_config(database_url, smtp_server.port))
     with application.app_context():
-        upgrade(revision="heads")
+        upgrade()
         sync_roles()
     return application
 

@@ -13,6 +13,7 @@ from app import models as m
 from app.demo import make_ric
 from app.extensions import db
 from tests.conftest import UNIT_A, Client, base_config
+from tests.photos import face_photo
 
 PS = m.PersonStatus
 PASSWORD = "Visit2022ok"
@@ -22,11 +23,8 @@ ID_HAN = make_ric("31011519960202234")
 
 
 def portrait() -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (300, 400), (200, 200, 210)).save(buffer, "JPEG")
-    return buffer.getvalue()
+    """A badge photo the upload check passes (tests/photos.py), as a JPEG."""
+    return face_photo("JPEG")
 
 
 def join_body(**changes) -> dict:

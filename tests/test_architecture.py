@@ -104,7 +104,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("scoping", ("app.scoping",)),
     ("gateways and documents", ("app.gateways", "app.documents")),
     ("workflow", ("app.workflow", "app.jobs", "app.tasks", "app.exports", "app.statistics",
-                  "app.sweeper", "app.demo")),
+                  "app.sweeper", "app.demo", "app.providers")),
     ("web", ("app.views", "app.api", "app.cli", "app.security_manager", "app.web_security",
              "app.errors", "app.templating", "app.sandbox", "app")),
 ]

@@ -15,7 +15,7 @@ from app import storage
 from app.extensions import db
 from app.scoping.actor import actor_for_user
 from app.workflow import addresses, badges, delivery
-from tests.conftest import UNIT_A, UNIT_B, text_of
+from tests.conftest import UNIT_A, UNIT_B, count_statements, text_of
 from tests.test_badges import (
     approved_persons,
     pdf_text,
@@ -24,7 +24,6 @@ from tests.test_badges import (
     reuse_locked,  # noqa: F401 (a fixture)
 )
 from tests.test_home import counts
-from tests.test_tag_and_lock import count_statements
 
 PS = m.PersonStatus
 QUEUES = ("/badges/production", "/badges/reactivations", "/badges/reprints",
@@ -236,7 +235,7 @@ def test_packing_costs_the_same_statements_for_one_unit_or_two(app, world):
     few = produced_badges(world, "浦东医疗", 2, "S")
     many = produced_badges(world, "浦东医疗", 25, "M") + produced_badges(world, "徐汇贸易", 7, "X")
     admin = actor_for_user(world.user("admin"))
-    costs = [count_statements(world.app, lambda ids=ids: delivery.pack_badges(admin, ids))
+    costs = [count_statements(lambda ids=ids: delivery.pack_badges(admin, ids))
              for ids in (few, many)]
     assert costs[0] == costs[1], costs
     # 1 parcel, topped up with 8 and 2 more for unit A, 1 for unit B.
@@ -293,7 +292,7 @@ def test_the_badge_office_home_counts_each_queue(login, world, two_units_produce
     # The four counts are one statement, however many rows wait.
     admin = actor_for_user(world.user("admin"))
     edition_id = world.registration("浦东").edition_id
-    assert count_statements(world.app, lambda: badges.queue_counts(admin, edition_id)) == 1
+    assert count_statements(lambda: badges.queue_counts(admin, edition_id)) == 1
     # The queue page's tabs show the same counts.
     tabs = text_of(login("admin").get("/badges/to-pack/list/"))
     assert "待制证 5" in tabs and "待装箱 15" in tabs

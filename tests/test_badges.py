@@ -23,8 +23,15 @@ from app.workflow import addresses, badges, delivery, locking
 from app.workflow import persons as person_flow
 from app.workflow.editions import current_edition
 from app.workflow.errors import WorkflowError
-from tests.conftest import UNIT_A, UNIT_B, Client, base_config, run_worker, text_of
-from tests.test_tag_and_lock import count_statements
+from tests.conftest import (
+    UNIT_A,
+    UNIT_B,
+    Client,
+    base_config,
+    count_statements,
+    run_worker,
+    text_of,
+)
 
 PS = m.PersonStatus
 T = m.Tag
@@ -160,9 +167,8 @@ def test_production_costs_the_same_statements_for_2_or_30_persons(app, world):
         assert current_edition().number == 5   # the cached edition is read outside the count
         made: list = []
         produced = count_statements(
-            world.app, lambda ids=ids, made=made: made.append(badges.produce_badges(admin, ids)))
-        printed = count_statements(
-            world.app, lambda made=made: badge_sheet(made[0].new_badge_ids))
+            lambda ids=ids, made=made: made.append(badges.produce_badges(admin, ids)))
+        printed = count_statements(lambda made=made: badge_sheet(made[0].new_badge_ids))
         costs[name] = (produced, printed)
         assert made[0].result.done_count == len(ids)
     assert costs["few"] == costs["many"], costs

@@ -10,7 +10,7 @@ from pypdf import PdfReader
 
 from app import clock
 from app import models as m
-from app.badge_tokens import badge_token
+from app.documents.badges import cards
 from app.extensions import db
 from app.scoping.actor import actor_for_user
 from app.workflow import badges
@@ -56,7 +56,7 @@ def test_gate_scan_page_shows_valid_and_refused(page, world):
     made = badges.produce_badges(actor_for_user(world.user("admin")), [pr_id])
     badge = db.session.scalars(sa.select(m.Badge)
                                .where(m.Badge.id == made.new_badge_ids[0])).one()
-    token = badge_token(badge.id, badge.token_nonce)
+    token = cards([badge.id])[0].token
     clock.set_now(datetime.fromisoformat("2022-11-06T08:30:00+08:00"))
     log_in(page, "gate")
     menus = " ".join(page.locator(".navbar-nav > li > a.dropdown-toggle").all_inner_texts())

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from app import models as m
 from app.extensions import db
 from app.scoping.actor import actor_for_user
+from tests.conftest import count_statements
 from tests.test_exports import PERSONS, export
-from tests.test_tag_and_lock import count_statements
 
 MANY = 1500
 
@@ -41,7 +41,7 @@ def _export_statements(app, world, username: str) -> int:
     from app import exports
 
     actor = actor_for_user(world.user(username))
-    return count_statements(app, lambda: exports.export_persons(
+    return count_statements(lambda: exports.export_persons(
         actor, {"filters": [], "language": "zh"}, lambda done, total: None))
 
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from app import clock
 from app import models as m
 from app.badge_tokens import badge_token
+from app.documents.badges import cards
 from app.extensions import db
 from app.scoping.actor import actor_for_user
 from app.workflow import badges
@@ -25,8 +26,9 @@ OPENING = datetime.fromisoformat("2022-11-05T09:00:00+08:00")
 
 
 def token_of(badge: m.Badge) -> str:
+    """The code printed on the badge's card."""
     db.session.refresh(badge)
-    return badge_token(badge.id, badge.token_nonce)
+    return cards([badge.id])[0].token
 
 
 @pytest.fixture
@@ -90,7 +92,8 @@ def test_forged_and_unknown_codes(login, world, issued):
     alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
     last = alphabet.index(signature[-1])
     # A different signature, and a different spelling of the same one: base64 ignores the
-    # two spare low bits of the 43rd character, so this one decodes to the genuine bytes.
+    # four spare low bits of the signature's 86th character, so this one decodes to the
+    # genuine bytes.
     flipped = signature[:-1] + alphabet[(last + 4) % 64]
     respelled = signature[:-1] + alphabet[last ^ 1]
     other_id = f"{issued.id + 1}.{issued.token_nonce}"
@@ -100,7 +103,7 @@ def test_forged_and_unknown_codes(login, world, issued):
         assert result == "forged", forged
         assert "林晓" not in page
     # Genuinely signed, but no such badge, or an earlier code of a badge printed anew.
-    assert scan_page(gate, badge_token(999999, "0" * 32))[0] == "unknown"
+    assert scan_page(gate, badge_token(999999, "0" * 32, 5, 1))[0] == "unknown"
     client = login("admin")
     client.get(client.action("/badges/all", "reprint_badges", [issued.id])
                .headers["Location"])

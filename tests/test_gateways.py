@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import threading
 from datetime import datetime
+from html import unescape
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
@@ -32,12 +33,12 @@ ALL = QR + ["b2b"]
 FEE = 20000  # the demo order O2022000001: one person (陈静) at the 5th edition's fee
 # The field that holds the amount and the payment number in each provider's notification.
 AMOUNT_FIELD = {"alipay": ("total_amount", "2.00"), "unionpay": ("txnAmt", "200"),
-                "b2b": ("amount", "2.00")}
-NUMBER_FIELD = {"alipay": "out_trade_no", "unionpay": "orderId", "b2b": "order_no"}
+                "b2b": ("txnAmt", "200")}
+NUMBER_FIELD = {"alipay": "out_trade_no", "unionpay": "orderId", "b2b": "orderId"}
 SUCCESS = {"alipay": (200, "success"), "wechat": (200, '{"code": "SUCCESS", "message": "OK"}'),
-           "unionpay": (200, "ok"), "b2b": (200, "SUCCESS")}
+           "unionpay": (200, "ok"), "b2b": (200, "ok")}
 FAILURE = {"alipay": (400, "fail"), "wechat": (400, None), "unionpay": (400, "fail"),
-           "b2b": (400, "FAIL")}
+           "b2b": (400, "fail")}
 
 
 @pytest.fixture(scope="module")
@@ -127,13 +128,24 @@ def open_qr_payment(client: Client, channel: str) -> tuple[m.Payment, str]:
     return payment, urlsplit(link).path
 
 
+def bank_form(html: str) -> tuple[str, dict[str, str]]:
+    """The B2B form of the payment page: where it posts and its (signed) fields."""
+    form = re.search(r'<form method="post" action="([^"]+)" id="payment-bank-form">(.*?)</form>',
+                     html, re.S)
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"/>',
+                             form.group(2)))
+    return form.group(1), {k: unescape(v) for k, v in fields.items()}
+
+
 def open_payment(client: Client, channel: str) -> m.Payment:
     """The unit opens a payment of any online channel; the provider's books hold it."""
     if channel in QR:
         return open_qr_payment(client, channel)[0]
     response = start(client, channel)
-    assert response.status_code == 302 and "/sandbox/pay/bank?" in response.location
-    assert client.get(response.location).status_code == 200
+    assert response.status_code == 302
+    action, fields = bank_form(client.get(response.location).data.decode())
+    # The browser posts the signed order to UnionPay's page (the sandbox's here), no token.
+    assert client.post(action, data=fields, csrf=False).status_code == 200
     return payments()[-1]
 
 
@@ -242,20 +254,26 @@ def test_b2b_payment_through_the_bank_sandbox(login, world, smtp_server):
     order = demo_order()
     response = start(client, "b2b")
     assert response.status_code == 302
-    target = urlsplit(response.location)
-    assert target.path == "/sandbox/pay/bank"
-    params = dict(parse_qsl(target.query))
-    assert params["amount"] == "200.00" and params["sign"]
-
-    bank = client.get(response.location)
-    assert bank.status_code == 200 and 'id="sandbox-pay"' in bank.data.decode()
     payment = payments()[-1]
     assert payment.channel is m.PaymentChannel.b2b
+    assert urlsplit(response.location).path == f"/unit/orders/pay/payment/{payment.id}"
+    # The page holds UnionPay's B2B order (ACP 5.1.0, bizType 000202), signed, to post.
+    action, params = bank_form(client.get(response.location).data.decode())
+    assert action == "/sandbox/pay/bank"
+    assert (params["bizType"], params["txnType"], params["txnSubType"], params["txnAmt"],
+            params["orderId"]) == ("000202", "01", "01", "20000", payment.number)
+    assert params["certId"] and params["signature"]
+
+    bank = client.post(action, data=params, csrf=False)
+    assert bank.status_code == 200 and 'id="sandbox-pay"' in bank.data.decode()
 
     back = client.post(f"/sandbox/pay/bank/{payment.number}")
     assert back.status_code == 302
-    assert urlsplit(back.location).path == f"/unit/orders/pay/payment/{payment.id}"
-    assert 'id="payment-paid"' in client.get(back.location).data.decode()
+    # Back through frontUrl, which only leads to the payment's page.
+    home = client.get(back.location)
+    assert home.status_code == 303
+    assert urlsplit(home.location).path == f"/unit/orders/pay/payment/{payment.id}"
+    assert 'id="payment-paid"' in client.get(home.location).data.decode()
 
     payment = payments()[-1]
     assert payment.status is m.PaymentStatus.confirmed and payment.provider_trade_no
@@ -264,9 +282,9 @@ def test_b2b_payment_through_the_bank_sandbox(login, world, smtp_server):
     assert len(smtp_server.wait_for(1)) == 1
     assert audit_count("notified") == 1 and order.id
 
-    # Parameters changed on the way to the bank (a smaller amount) are not the merchant's.
-    params["amount"] = "2.00"
-    assert client.get("/sandbox/pay/bank?" + urlencode(params)).status_code == 400
+    # Fields changed on the way to the bank (a smaller amount) are not the merchant's.
+    params["txnAmt"] = "2"
+    assert client.post("/sandbox/pay/bank", data=params, csrf=False).status_code == 400
 
 
 def test_choosing_again_shows_the_same_payment(login, world):
@@ -620,7 +638,7 @@ def test_production_adapters_are_built_without_touching_the_network(sandbox, tmp
     providers'): building them reads files and loads keys, and opens no connection."""
     keys = sandbox.keys
     files = {}
-    for channel in ALL:
+    for channel in ("alipay", "wechat"):
         for side in ("merchant", "provider"):
             path = tmp_path / f"{channel}-{side}.pem"
             path.write_text(keys[channel][side]["private" if side == "merchant" else "public"])
@@ -635,14 +653,18 @@ def test_production_adapters_are_built_without_touching_the_network(sandbox, tmp
         "WECHATPAY_APIV3_KEY": keys["wechat"]["apiv3_key"],
         "WECHATPAY_PUBLIC_KEY_FILE": files[("wechat", "provider")],
         "WECHATPAY_PUBLIC_KEY_ID": keys["wechat"]["public_key_id"],
-        "UNIONPAY_MER_ID": "m", "UNIONPAY_API_URL": "https://unionpay.example",
-        "UNIONPAY_PRIVATE_KEY_FILE": files[("unionpay", "merchant")],
-        "UNIONPAY_PUBLIC_KEY_FILE": files[("unionpay", "provider")],
-        "B2B_MERCHANT_ID": "b", "B2B_API_URL": "https://bank.example/api",
-        "B2B_PAY_URL": "https://bank.example/pay",
-        "B2B_PRIVATE_KEY_FILE": files[("b2b", "merchant")],
-        "B2B_PUBLIC_KEY_FILE": files[("b2b", "provider")],
     }
+    acp = sandbox.acp_keys
+    for name, text in (("root", acp["root"]), ("middle", acp["middle"])):
+        (tmp_path / f"acp-{name}.cer").write_text(text)
+    for channel, prefix in (("unionpay", "UNIONPAY"), ("b2b", "B2B")):
+        own = acp["merchants"][channel]
+        (tmp_path / f"{channel}-sign.pem").write_text(own["key"] + own["cert"])
+        config.update({f"{prefix}_MER_ID": own["merchant_id"],
+                       f"{prefix}_API_URL": "https://gateway.test.95516.com",
+                       f"{prefix}_SIGN_CERT_FILE": str(tmp_path / f"{channel}-sign.pem"),
+                       f"{prefix}_MIDDLE_CERT_FILE": str(tmp_path / "acp-middle.cer"),
+                       f"{prefix}_ROOT_CERT_FILE": str(tmp_path / "acp-root.cer")})
 
     def no_network(*args, **kwargs):
         raise AssertionError("a connection was opened")
@@ -653,6 +675,8 @@ def test_production_adapters_are_built_without_touching_the_network(sandbox, tmp
     built = {ch: gw.production_gateway(m.PaymentChannel(ch), config, link) for ch in ALL}
     assert isinstance(built["alipay"], gw.AlipayGateway)
     assert isinstance(built["wechat"], gw.WechatPayGateway)
+    assert built["b2b"].settings.front_url == \
+        "https://gateway.test.95516.com/gateway/api/frontTransReq.do"
     monkeypatch.undo()
     with pytest.raises(gw.GatewayError, match="ALIPAY_APP_ID"):
         gw.production_gateway(m.PaymentChannel.alipay, {}, link)
@@ -697,17 +721,6 @@ def test_yuan_and_fen_are_converted_exactly():
     assert gw.fen_from_text("20000") == 20000
     with pytest.raises(ValueError):
         gw.fen_from_text("200.00")
-
-
-def test_signed_parameters_follow_the_documented_format(sandbox):
-    key = gw.load_private_key(sandbox.keys["b2b"]["merchant"]["private"])
-    public = gw.load_public_key(sandbox.keys["b2b"]["merchant"]["public"])
-    params = {"b": "2", "a": "1", "empty": "", "c": "中文"}
-    assert gw.signing_string(params, "sign") == "a=1&b=2&c=中文"
-    signed = gw.sign_params(params, key, "sign")
-    assert gw.params_signed_by(signed, public, "sign")
-    assert not gw.params_signed_by({**signed, "a": "9"}, public, "sign")
-    assert not gw.params_signed_by(params, public, "sign")
 
 
 def test_refund_of_an_online_payment_goes_back_through_the_provider(app, login, world, sandbox):

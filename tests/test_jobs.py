@@ -106,14 +106,14 @@ def test_thousands_of_notices_cost_one_insert_and_go_to_redis_with_their_retries
     from rq import Queue
 
     from app.workflow.notices import SEND_BLOCK, Notice, create_notices, enqueue_sends, send_job_id
-    from tests.test_tag_and_lock import count_statements
+    from tests.conftest import count_statements
 
     unit = world.unit("徐汇贸易")
     notices = [Notice(f"bench:{i}", m.NotificationChannel.sms, unit.id, f"+86139{i:08d}",
                       "zh", None, f"通知 {i}") for i in range(7000)]
     with redis_app.app_context():
         created: list[int] = []
-        assert count_statements(redis_app, lambda: created.extend(create_notices(notices))) == 1
+        assert count_statements(lambda: created.extend(create_notices(notices))) == 1
         db.session.commit()
         enqueue_sends(created)
         assert create_notices(notices) == []

@@ -26,6 +26,7 @@ from app.search_keys import name_search_tokens, name_tokens
 from tests.conftest import ROOT, UNIT_A, text_of
 from tests.test_app_api import app_user, join_body
 from tests.test_person_search import ID_CN, ID_X, MOBILE_CN, add_person, person_form
+from tests.test_registration import delegation
 
 with open(os.path.join(ROOT, "tests", "data", "names.json"), encoding="utf-8") as fh:
     NAMES = json.load(fh)["names"]
@@ -254,6 +255,94 @@ def test_the_tokens_follow_the_name_through_the_unit_form_and_the_app(login, wor
 def test_the_demo_world_has_every_names_tokens(world):
     persons = list(db.session.scalars(sa.select(m.Person)))
     assert persons and all(p.name_search == name_tokens(p.name) for p in persons)
+    assert copies_differing_from_the_persons() == []
+
+
+# ------------------------------------------------- the registrations' copies of the tokens --
+
+def copies_differing_from_the_persons() -> list[int]:
+    """Registrations whose copy of the name's tokens is not their person's."""
+    db.session.expire_all()
+    return list(db.session.scalars(
+        sa.select(PR.id).join(m.Person, m.Person.id == PR.person_id)
+        .where(PR.name_search.is_distinct_from(m.Person.name_search))))
+
+
+def test_a_person_carried_forward_and_renamed_takes_every_registrations_tokens_along(login,
+                                                                                     world):
+    unit, sh = login(UNIT_A), login("sh-delegation")
+    huang = db.session.scalars(sa.select(m.Person).where(m.Person.name == "黄磊")).one()
+    # The 4th edition's person, carried forward by the unit into the current edition.
+    assert unit.post("/unit/previous-persons/", data={"person": [str(huang.id)]}
+                     ).status_code == 302
+    registrations = list(db.session.scalars(sa.select(PR).where(PR.person_id == huang.id)))
+    assert len(registrations) == 2 and copies_differing_from_the_persons() == []
+    [current] = [r for r in registrations if r.edition.is_current]
+    assert current.status is PS.draft and listed(sh, "黄磊") == {current.id}
+    # Renamed on the unit's form: both registrations' copies follow, the old name finds none.
+    response = unit.post(f"/unit/persons/edit/{current.id}", data=person_form(
+        "黄晓磊", ID_CN, MOBILE_CN["typed"][1]))
+    assert response.status_code == 302, text_of(response)[:400]
+    assert copies_differing_from_the_persons() == []
+    assert [r.name_search for r in db.session.scalars(
+        sa.select(PR).where(PR.person_id == huang.id))] == [name_tokens("黄晓磊")] * 2
+    assert listed(sh, "晓磊") == {current.id} and listed(sh, "黄磊") == set()
+    # Another delegation finds it under neither name.
+    zj = login("zj-delegation")
+    assert listed(zj, "晓磊") == listed(zj, "黄磊") == set()
+
+
+def test_writers_without_the_orm_keep_the_copies_too(login, world):
+    """Set-based writers (an import's Core INSERTs and bulk UPDATEs, SQL by hand) write the
+    person's tokens only, or nothing: the database copies them, and a copy written by hand
+    gives way to the person's."""
+    sh = login("sh-delegation")
+    pudong = world.registration("浦东医疗")
+    person_id = db.session.execute(m.Person.__table__.insert().returning(m.Person.id), {
+        "unit_id": pudong.unit_id, "name": "上官婉儿", "name_search": name_tokens("上官婉儿"),
+        "gender": "female", "id_type": "passport", "id_number": "K00000001",
+        "nationality": "GB"}).scalar_one()
+    registration_id = db.session.execute(PR.__table__.insert().returning(PR.id), {
+        "edition_id": pudong.edition_id, "person_id": person_id,
+        "unit_registration_id": pudong.id, "delegation_id": pudong.delegation_id,
+        "sub_delegation_id": pudong.sub_delegation_id, "id_key": "passport:K00000001",
+        "status": "submitted", "entry_days": 1, "is_reuse": False}).scalar_one()
+    db.session.commit()
+    assert copies_differing_from_the_persons() == []
+    assert listed(sh, "婉儿") == {registration_id}
+    # Renamed by a bulk UPDATE (no ORM events), then a copy overwritten by hand.
+    db.session.execute(sa.update(m.Person), [
+        {"id": person_id, "name": "上官仪", "name_search": name_tokens("上官仪")}])
+    db.session.execute(sa.update(PR).where(PR.id == registration_id).values(
+        name_search=name_tokens("王")))
+    db.session.commit()
+    assert copies_differing_from_the_persons() == []
+    assert listed(sh, "婉儿") == set() and listed(sh, "官仪") == {registration_id}
+    assert registration_id not in listed(sh, "王")
+
+
+def test_a_unit_moved_to_another_delegation_is_found_by_name_there_only(login, world):
+    xuhui = world.registration("徐汇贸易")   # Shanghai / Xuhui: 赵敏 and 孙磊
+    zhao, sun = world.person("赵敏"), world.person("孙磊")
+    sh, zj, pudong = login("sh-delegation"), login("zj-delegation"), login("sh-pudong")
+    assert zhao.id in listed(sh, "赵") and zhao.id not in listed(zj, "赵")
+    # Moved set-based (an operator's correction): the delegation copies cascade, the tokens
+    # stay on the rows that moved.
+    db.session.execute(sa.update(m.UnitRegistration).where(m.UnitRegistration.id == xuhui.id)
+                       .values(delegation_id=delegation("ZJ").id, sub_delegation_id=None))
+    db.session.commit()
+    assert copies_differing_from_the_persons() == []
+    for typed in ("赵", "赵敏", "磊", "孙磊"):
+        moved = {i for i, name in ((zhao.id, "赵敏"), (sun.id, "孙磊")) if typed in name}
+        assert moved <= listed(zj, typed), typed
+        assert not moved & listed(sh, typed), typed
+    # And back, through the ORM, into Pudong this time: Pudong finds them, Zhejiang no more.
+    moved_back = db.session.get(m.UnitRegistration, xuhui.id)
+    moved_back.delegation_id = delegation("SH").id
+    moved_back.sub_delegation_id = delegation("SH-PD").id
+    db.session.commit()
+    assert listed(pudong, "赵敏") == {zhao.id} and listed(zj, "赵敏") == set()
+    assert listed(sh, "孙磊") == {sun.id}
 
 
 # ------------------------------------------------------------------- hostile input --------
@@ -325,12 +414,13 @@ def _many_named_persons(registration: m.UnitRegistration, count: int) -> None:
         conn.execute(sa.text("VACUUM ANALYZE person_registration"))
 
 
-def test_a_name_search_is_answered_from_the_tokens_index_on_postgresql(app, login, world):
+def test_a_name_search_is_answered_from_the_registrations_tokens_index_on_postgresql(app, login,
+                                                                                     world):
     _many_named_persons(world.registration("浦东医疗"), 30_000)
     client = login("sh-delegation")
     with app.app_context():
         engine = db.engine
-    for typed in ("秀英", "桂", "赵秀英"):
+    for typed in ("王", "秀英", "桂", "赵秀英"):
         seen = []
 
         def note(conn, cursor, statement, parameters, context, executemany, seen=seen):
@@ -344,16 +434,17 @@ def test_a_name_search_is_answered_from_the_tokens_index_on_postgresql(app, logi
             sa.event.remove(engine, "before_cursor_execute", note)
         assert found, typed
         assert len(seen) == 2, typed    # the page's bounded count and its rows
-        # One or two characters: the tokens are the answer; three: the name is compared too.
+        # One or two characters: the registration's tokens are the answer, no name is read;
+        # three: the name is compared too.
         assert all(("ILIKE" in statement) == (len(typed) > 2) for statement, _ in seen), typed
         for statement, parameters in seen:
+            assert "person_registration.name_search @>" in statement, statement
             with db.engine.connect() as conn:
                 plan = "\n".join(r[0] for r in conn.exec_driver_sql(
                     "EXPLAIN " + statement, parameters))
-            assert not re.search(r"Seq Scan on person\b", plan), (typed, plan)
-            if "count(*)" in statement or typed != "桂":
-                assert "Bitmap Index Scan on ix_person_name_search" in plan, (typed, plan)
-            else:
-                # A character in one name of fourteen: the newest 25 are found by reading
-                # the newest registrations, each name checked by its primary key.
-                assert "Index Scan Backward using pk_person_registration" in plan, plan
+            assert not re.search(r"Seq Scan on person(_registration)?\b", plan), (typed, plan)
+            if "count(*)" in statement:
+                # The tokens (and the delegation where it narrows: at full size) in one bitmap
+                # of one index.
+                assert re.search(r"Bitmap Index Scan on ix_person_registration_name_search .*\n"
+                                 r"\s+Index Cond: .*name_search @>", plan), (typed, plan)

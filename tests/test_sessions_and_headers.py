@@ -80,12 +80,11 @@ def test_no_template_has_a_script_the_csp_would_block():
             assert not re.search(r"\son[a-z]+\s*=|javascript:", html), name
 
 
-def test_hsts_only_in_production_over_https(database_url, smtp_server, world):
-    from tests.sms_stub import provider_settings
+def test_hsts_only_in_production_over_https(database_url, smtp_server, world, tmp_path):
+    from tests.production_settings import production_settings
 
-    # Production starts only with a real SMS provider configured (it sends nothing here).
-    config = {**base_config(database_url, smtp_server.port), **provider_settings("aliyun"),
-              "SECRET_KEY": "a-production-secret-of-32-bytes!!"}
+    # Production starts only with real providers configured (none is reached here).
+    config = {**base_config(database_url, smtp_server.port), **production_settings(tmp_path)}
     production = create_app("production", **config)
     https = production.test_client().get("/login/", base_url="https://ciie.example")
     max_age = re.fullmatch(r"max-age=(\d+)", https.headers["Strict-Transport-Security"])

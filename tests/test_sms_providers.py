@@ -267,8 +267,9 @@ def test_every_sms_kind_is_sent_by_some_notice():
     assert [kind for kind in SMS_TEMPLATES if f'"{kind}"' not in source] == []
 
 
-def test_the_log_sandbox_is_the_default_and_production_refuses_it(database_url):
+def test_the_log_sandbox_is_the_default_and_production_refuses_it(database_url, tmp_path):
     from config import Config
+    from tests.production_settings import production_settings
 
     assert Config.SMS_BACKEND == "log"
     production = {"SECRET_KEY": "a-production-secret-of-32-bytes!!",
@@ -288,9 +289,10 @@ def test_the_log_sandbox_is_the_default_and_production_refuses_it(database_url):
     with pytest.raises(RuntimeError, match="TENCENT_SMS_SDK_APP_ID"):
         create_app("production", **{**production, **tencent,
                                           "TENCENT_SMS_SDK_APP_ID": None})
-    # Fully configured, it starts.
-    assert create_app("production", **production, **settings)
-    assert create_app("production", **production, **tencent)
+    # Fully configured (the other providers too), it starts.
+    others = production_settings(tmp_path)
+    assert create_app("production", **{**others, **production, **settings})
+    assert create_app("production", **{**others, **production, **tencent})
 
 
 def test_a_secret_may_come_from_a_file(tmp_path, stubs, make_app, world, login):

@@ -12,15 +12,15 @@ from app import models as m
 from app.demo import make_ric
 from app.extensions import db
 from tests.conftest import UNIT_A, UNIT_B, UNIT_E, text_of
+from tests.photos import face_photo
 from tests.test_scoping import PDF
 
 PS = m.PersonStatus
 
 
-def png(width: int = 300, height: int = 400) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, "PNG")
-    return buffer.getvalue()
+def png() -> bytes:
+    """A badge photo the upload check passes (tests/photos.py), as a PNG."""
+    return face_photo("PNG")
 
 
 def info_form(**changes) -> dict:

@@ -9,6 +9,7 @@ from werkzeug.wrappers import Response
 
 from app import models as m
 from app.api.common import FILLED, RESPONSES, TEXT, TranslatedRefusals
+from app.documents import photo_check
 from app.i18n import pick
 from app.scoping.actor import current_actor
 from app.workflow import app_persons
@@ -104,6 +105,10 @@ class AppPersonSchema(Schema):
     unit_name = fields.String(required=True)
     unit_number = fields.String(required=True, allow_none=True)
     edition = fields.Integer(required=True, metadata={"description": "The edition's number."})
+    photo_warnings = fields.List(fields.String(), required=True, metadata={
+        "description": "What the photo check found doubtful in the photo sent (in the "
+                       "request's language); empty without a photo or when it passed. A photo "
+                       "the check refuses is answered 422 with the reasons."})
 
 
 class BodyRefused(WorkflowError):
@@ -164,6 +169,7 @@ def person_json(registration: m.PersonRegistration) -> dict:
         "unit_name": pick(unit_registration.unit.name, unit_registration.unit.name_en),
         "unit_number": unit_registration.unit_number,
         "edition": registration.edition.number,
+        "photo_warnings": [str(w) for w in photo_check.stored_warnings(person.photo_check)],
     })
 
 
@@ -348,8 +354,11 @@ class AppPersonApi(AppApi):
         put:
           summary: Send my photo
           description: >-
-            JPEG or PNG, at least 100 × 120 pixels. Possible only while the status is
-            awaiting_unit; the unit can accept the person only with a photo.
+            JPEG or PNG, at least 100 × 120 pixels, showing the person alone, face from
+            the front, large enough, in good light (checked on upload: a refusal is a 422
+            naming each reason; a background not plain and light is a warning in
+            photo_warnings). Possible only while the status is awaiting_unit; the unit can
+            accept the person only with a photo.
           requestBody:
             required: true
             content:

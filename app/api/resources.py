@@ -39,6 +39,7 @@ from app.scoping.interface import ScopedInterface
 from app.scoping.rules import get_scoped
 from app.workflow.editions import current_edition
 from app.workflow.errors import InputRefused
+from app.workflow.invoices import invoice_file
 
 # FAB hands any page number to OFFSET, where a negative (or huge) one is a database error:
 # pages count from 0 and stay within what OFFSET can take (ids too: an integer column).
@@ -64,7 +65,7 @@ class DownloadLink(fields.String):
                          metadata={"description": "GET it with the same token: the PDF."})
 
     def serialize(self, attr: str, obj: Any, accessor: Any = None, **kwargs: Any) -> Any:
-        if not getattr(obj, "pdf_key", None):
+        if invoice_file(obj, "pdf") is None:
             return None
         return url_for("InvoiceApi.pdf", pk=obj.id)
 
@@ -401,7 +402,8 @@ class InvoiceApi(ScopedModelRestApi):
                     "tracking_no", "reject_reason", "created_at", "download_url"]
     show_columns = list_columns
     list_select_columns = show_select_columns = [
-        column for column in list_columns if column != "download_url"] + ["pdf_key"]
+        column for column in list_columns if column != "download_url"] + [
+        "pdf_key", "einvoice_platform"]
     label_columns = {"download_url": _l("E-invoice"), "order_id": _l("Order"),
                      "reversal_of_id": _l("Reversal of invoice")}
     description_columns = {
@@ -446,7 +448,7 @@ class InvoiceApi(ScopedModelRestApi):
               $ref: '#/components/responses/500'
         """
         invoice = get_scoped(m.Invoice, pk)
-        if invoice is None or not invoice.pdf_key:
+        if invoice is None or invoice_file(invoice, "pdf") is None:
             return self.response_404()
         return send_from_directory(current_app.config["UPLOAD_FOLDER"], invoice.pdf_key,
                                    as_attachment=True, mimetype="application/pdf",

@@ -69,7 +69,8 @@ def cards(badge_ids: list[int]) -> list[Card]:
         .where(m.Badge.id.in_(badge_ids)).order_by(m.Badge.number)).all()
     return [Card(badge.number, edition.number, badge.printed_name, badge.printed_unit,
                  badge.printed_delegation, badge.tag, edition.mask_to_days(entry_days or 0),
-                 badge_token(badge.id, badge.token_nonce), photo_key)
+                 badge_token(badge.id, badge.token_nonce, edition.number, entry_days or 0),
+                 photo_key)
             for badge, edition, entry_days, photo_key in rows]
 
 

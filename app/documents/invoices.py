@@ -1,4 +1,6 @@
-"""The PDF of a VAT e-invoice and of its red-letter reversal.
+"""The PDF of a VAT e-invoice and of its red-letter reversal, as the e-invoice sandbox draws it
+(app/gateways/einvoice/sandbox.py): a specimen, marked 样票 / SPECIMEN across every page. A real
+e-invoice is the file the invoicing platform issued, never this drawing.
 
 reportlab lays the invoice out and embeds a CJK TrueType font (subset), so Chinese names render
 and can be read back as text. Amounts are integer fen turned into yuan with Decimal; dates are
@@ -66,8 +68,29 @@ def _money(fen: int, negative: bool) -> str:
     return ("-" if negative and fen else "") + fmt_money(fen)
 
 
+# The specimen mark, in both languages whatever the page's: it is the same on every specimen.
+SPECIMEN_MARK = "样票 / SPECIMEN"
+
+
+def _mark_specimen(canvas, document) -> None:
+    """Across the page, behind nothing: a specimen cannot be mistaken for an invoice."""
+    canvas.saveState()
+    canvas.setFont(cjk_font(), 64)
+    canvas.setFillColor(RED, alpha=0.25)
+    width, height = document.pagesize
+    canvas.translate(width / 2, height / 2)
+    canvas.rotate(20)
+    canvas.drawCentredString(0, 0, SPECIMEN_MARK)
+    canvas.restoreState()
+    canvas.saveState()
+    canvas.setFont(cjk_font(), 10)
+    canvas.setFillColor(RED)
+    canvas.drawString(20 * mm, 8 * mm, SPECIMEN_MARK)
+    canvas.restoreState()
+
+
 def render(doc: InvoiceDocument) -> bytes:
-    """The invoice as PDF bytes (one landscape A4 page)."""
+    """The invoice as PDF bytes (one landscape A4 page), marked a specimen on every page."""
     font = cjk_font()
     config = current_app.config
     negative = doc.reverses is not None
@@ -138,5 +161,6 @@ def render(doc: InvoiceDocument) -> bytes:
                             title=f"{title} {doc.number}", author=config["INVOICE_SELLER_NAME"])
     pdf.build([Paragraph(escape(str(title)), head), header, Spacer(1, 4 * mm), parties,
                Spacer(1, 4 * mm), items, Spacer(1, 4 * mm), notes, Spacer(1, 6 * mm),
-               p(_("Issued by the CIIE professional-visitor system."))])
+               p(_("Specimen drawn by the development sandbox: not an invoice."))],
+              onFirstPage=_mark_specimen, onLaterPages=_mark_specimen)
     return buffer.getvalue()

@@ -1,2 +1,3 @@
-"""Adapters to the outside world (SMS, e-mail, payment providers); SMS and e-mail have local
-stand-ins here, the payment providers' simulator is the development package app/sandbox/."""
+"""Adapters to the outside world (SMS, e-mail, payment providers, the e-invoicing platform);
+SMS, e-mail and e-invoices have local stand-ins here, the payment providers' simulator is the
+development package app/sandbox/."""

@@ -4,23 +4,29 @@ Used only when `app.sandbox` is registered (`PAYMENT_SANDBOX`: on in development
 off in production). It keeps, under
 `PAYMENT_SANDBOX_DIR` (default `instance/payment-sandbox/`, gitignored):
 
-- `keys.json` (mode 0600): for each provider a merchant key pair (ours) and a provider key pair
-  (theirs), the merchant ids, and WeChat's APIv3 key and key serials, generated on first use.
-  Every app process and worker reads the same file, so the process that shows a QR code, the
-  one that receives the notification and the worker that refunds all agree.
+- `keys.json` (mode 0600): for Alipay and WeChat a merchant key pair (ours) and a provider key
+  pair (theirs), the merchant ids, and WeChat's APIv3 key and key serials, generated on first
+  use. Every app process and worker reads the same file, so the process that shows a QR code,
+  the one that receives the notification and the worker that refunds all agree.
+- `acp.json` (mode 0600): UnionPay ACP 5.1.0's certificates, made on first use the same way:
+  a root -> middle certificate chain of the sandbox's own, UnionPay's signing certificate
+  issued by it (CN `041@…@中国银联股份有限公司@…`, as UnionPay's are), and the merchants' signing
+  certificates and keys for the QR code (`unionpay`) and B2B (`b2b`) products.
 - `ledger.sqlite3`: the provider's own books: trades opened, paid, refunded.
 
 The adapters of `app.gateways.payments` are built with the sandbox's keys and a `SandboxLink`
 that hands their request bytes to this module instead of the network. The sandbox checks each
 request's merchant signature, answers signed with the provider's key, and signs notifications
 exactly as the provider does; they reach the app through its real notify endpoint, where the
-same adapter code as in production (the SDKs' own checks for Alipay and WeChat) verifies them.
+same adapter code as in production (the SDKs' own checks for Alipay and WeChat, the ACP
+certificate chain for UnionPay and B2B, with the sandbox's root configured) verifies them.
 
 Simulated provider trouble, chosen by the refund amount's last two digits (in fen), so that a
 test or a demo can ask for it; real refunds here are whole badge fees and end in 00:
 
 - `...01`: the first request answers "pending" (Alipay: system busy; WeChat: PROCESSING;
-  UnionPay: respCode 05; B2B: PROCESSING); asking again with the same refund number: done.
+  UnionPay and B2B: accepted, and the query right after says origRespCode 05); asking again
+  with the same refund number (UnionPay: querying it again): done.
 - `...02`: refused for good ("failed"), and refused again if asked again.
 - `...03`: the provider cannot be reached: the link raises ProviderUnreachable and nothing is
   recorded, as when a request is lost on the way.
@@ -28,6 +34,7 @@ test or a demo can ask for it; real refunds here are whole badge fees and end in
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -35,36 +42,49 @@ import secrets
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.x509.oid import NameOID
 from flask import current_app, url_for
 from werkzeug.datastructures import Headers
 from werkzeug.test import Client
 
 from app import models as m
 from app.clock import now_shanghai
+from app.gateways.payments.acp import (
+    BACK_PATH,
+    NO_SUCH_TRANSACTION,
+    QUERY_PATH,
+    VERSION,
+    AcpSettings,
+    SigningIdentity,
+    load_signing_identity,
+    signature_of,
+    signing_string,
+    txn_time,
+)
 from app.gateways.payments.alipay import AlipayGateway, AlipaySettings
 from app.gateways.payments.b2b import B2BGateway
 from app.gateways.payments.base import (
     LinkResponse,
     PaymentGateway,
     ProviderUnreachable,
-    SignedParamsSettings,
     fen_from_text,
     load_private_key,
     load_public_key,
-    params_signed_by,
     rsa_sign,
     rsa_verify,
-    sign_params,
     yuan_text,
     yuan_to_fen,
 )
@@ -72,12 +92,17 @@ from app.gateways.payments.unionpay import UnionPayGateway
 from app.gateways.payments.wechat import WechatPayGateway, WechatSettings
 
 Ch = m.PaymentChannel
-CHANNELS = (Ch.alipay, Ch.wechat, Ch.unionpay, Ch.b2b)
-# The B2B bank's page in the sandbox (app.sandbox.views): where the unit's browser is sent.
+# The providers whose sandbox identities are plain RSA key pairs (keys.json).
+RSA_CHANNELS = (Ch.alipay, Ch.wechat)
+ACP_CHANNELS = (Ch.unionpay, Ch.b2b)
+# UnionPay's frontTransReq.do in the sandbox (app.sandbox.views): where the unit's browser
+# posts the B2B order.
 SANDBOX_BANK_PATH = "/sandbox/pay/bank"
 # Never resolved: the sandbox link answers in-process whatever host a request names.
 SANDBOX_API_URLS = {Ch.unionpay: "https://unionpay.sandbox.invalid",
                     Ch.b2b: "https://b2b.sandbox.invalid"}
+# The backUrl of refunds sent outside a request (the sandbox sends no refund notifications).
+SANDBOX_NOTIFY_BASE = "https://ciie.sandbox.invalid"
 FORM = "application/x-www-form-urlencoded; charset=utf-8"
 
 
@@ -98,9 +123,7 @@ def generate_keys() -> dict[str, Any]:
     """A fresh set of sandbox identities: for each provider, our key pair and theirs."""
     keys: dict[str, Any] = {}
     for channel, merchant_id in ((Ch.alipay, "2021000000000001"),
-                                 (Ch.wechat, "1900000001"),
-                                 (Ch.unionpay, "777290058110001"),
-                                 (Ch.b2b, "B2B0000000001")):
+                                 (Ch.wechat, "1900000001")):
         keys[channel.value] = {"merchant_id": merchant_id, "merchant": _key_pair(),
                                "provider": _key_pair()}
     keys[Ch.wechat.value].update({
@@ -113,15 +136,81 @@ def generate_keys() -> dict[str, Any]:
     return keys
 
 
-def load_or_create_keys(path: str) -> dict[str, Any]:
-    """Read the key file, creating it first if it is missing. Creation is atomic (a complete
-    file is linked into place), so processes starting together all end up with one set."""
+# Validity of the sandbox's certificates: the business clock of the demo and tests (2022)
+# and real time both fall inside.
+CERT_START = datetime(2000, 1, 1, tzinfo=timezone.utc)
+CERT_END = datetime(2099, 12, 31, tzinfo=timezone.utc)
+
+
+def _pem_key(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def _certificate(subject: x509.Name, key: rsa.RSAPrivateKey, issuer: x509.Name,
+                 issuer_key: rsa.RSAPrivateKey, ca: bool) -> x509.Certificate:
+    usage = dict.fromkeys(("digital_signature", "content_commitment", "key_encipherment",
+                           "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign",
+                           "encipher_only", "decipher_only"), False)
+    usage.update({"key_cert_sign": True, "crl_sign": True} if ca else
+                 {"digital_signature": True, "content_commitment": True})
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(CERT_START).not_valid_after(CERT_END)
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(**usage), critical=True)
+            .sign(issuer_key, hashes.SHA256()))
+
+
+def _name(common_name: str, unit: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "CIIE payment sandbox"),
+                      x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def generate_acp_chain() -> dict[str, Any]:
+    """The sandbox's UnionPay: root -> middle, UnionPay's signing certificate and the
+    merchants' (PEM), shaped like CFCA's for UnionPay (tests/data/unionpay/)."""
+    def new_key() -> rsa.RSAPrivateKey:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    root_key, middle_key = new_key(), new_key()
+    root_name = _name("CIIE Sandbox UnionPay Root CA", "Sandbox")
+    middle_name = _name("CIIE Sandbox UnionPay OCA", "Sandbox")
+    root = _certificate(root_name, root_key, root_name, root_key, ca=True)
+    middle = _certificate(middle_name, middle_key, root_name, root_key, ca=True)
+
+    def identity(common_name: str) -> dict[str, str]:
+        key = new_key()
+        cert = _certificate(_name(common_name, "Enterprises"), key, middle_name, middle_key,
+                            ca=False)
+        return {"key": _pem_key(key),
+                "cert": cert.public_bytes(serialization.Encoding.PEM).decode()}
+
+    pem = serialization.Encoding.PEM
+    return {
+        "root": root.public_bytes(pem).decode(), "middle": middle.public_bytes(pem).decode(),
+        "unionpay": identity("041@Z00000000SANDBOX@中国银联股份有限公司@00000001"),
+        "merchants": {
+            Ch.unionpay.value: {"merchant_id": "777290058110048",
+                                **identity("041@Z00000000SANDBOX@CIIE QR merchant@00000002")},
+            Ch.b2b.value: {"merchant_id": "777290058110097",
+                           **identity("041@Z00000000SANDBOX@CIIE B2B merchant@00000003")}},
+    }
+
+
+def load_or_create_keys(path: str, generate: Callable[[], dict[str, Any]] = generate_keys
+                        ) -> dict[str, Any]:
+    """Read the key file, creating it first (with `generate`) if it is missing. Creation is
+    atomic (a complete file is linked into place), so processes starting together all end
+    up with one set."""
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         temporary = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(generate_keys(), fh)
+            json.dump(generate(), fh)
         try:
             os.link(temporary, path)
         except FileExistsError:
@@ -178,6 +267,10 @@ class Ledger:
                     channel TEXT NOT NULL, refund_no TEXT NOT NULL, out_trade_no TEXT NOT NULL,
                     amount_fen INTEGER NOT NULL, refund_id TEXT NOT NULL, status TEXT NOT NULL,
                     message TEXT NOT NULL, PRIMARY KEY (channel, refund_no));
+                CREATE TABLE IF NOT EXISTS acp_refund (
+                    channel TEXT NOT NULL, order_id TEXT NOT NULL, txn_time TEXT NOT NULL,
+                    queries INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (channel, order_id, txn_time));
             """)
 
     @contextmanager
@@ -274,6 +367,35 @@ class Ledger:
                 (channel.value, out_trade_no)).fetchone()[0]
         return RefundRecord(status, refund_id, message, refunded)
 
+    def record_acp_refund(self, channel: Ch, order_id: str, moment: str) -> None:
+        """UnionPay took a refund request sent under `order_id` at `moment` (txnTime)."""
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO acp_refund (channel, order_id, txn_time) "
+                       "VALUES (?, ?, ?)", (channel.value, order_id, moment))
+
+    def query_acp_refund(self, channel: Ch, order_id: str, moment: str
+                         ) -> tuple[RefundRecord, int] | None:
+        """What the query of a refund (orderId + txnTime) finds, and its amount; None if
+        nothing. A pending refund is done from its second query on (the provider finished
+        meanwhile)."""
+        with self._write() as db:
+            asked = db.execute("SELECT queries FROM acp_refund WHERE channel = ? AND "
+                               "order_id = ? AND txn_time = ?",
+                               (channel.value, order_id, moment)).fetchone()
+            row = db.execute("SELECT * FROM refund WHERE channel = ? AND refund_no = ?",
+                             (channel.value, order_id)).fetchone()
+            if asked is None or row is None:
+                return None
+            db.execute("UPDATE acp_refund SET queries = queries + 1 WHERE channel = ? AND "
+                       "order_id = ? AND txn_time = ?", (channel.value, order_id, moment))
+            status, message = row["status"], row["message"]
+            if status == "pending" and asked["queries"] >= 1:
+                status, message = "done", "refunded"
+                db.execute("UPDATE refund SET status = ?, message = ? WHERE channel = ? AND "
+                           "refund_no = ?", (status, message, channel.value, order_id))
+        return RefundRecord(status, row["refund_id"], message,
+                            self.refunded_fen(channel, row["out_trade_no"])), row["amount_fen"]
+
     @staticmethod
     def _new_refund(db: sqlite3.Connection, channel: Ch, refund_no: str, out_trade_no: str,
                     amount_fen: int) -> tuple[str, str | None, str]:
@@ -337,6 +459,30 @@ class PaymentSandbox:
         return load_or_create_keys(os.path.join(self.directory, "keys.json"))
 
     @cached_property
+    def acp_keys(self) -> dict[str, Any]:
+        return load_or_create_keys(os.path.join(self.directory, "acp.json"), generate_acp_chain)
+
+    @cached_property
+    def acp_root(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.acp_keys["root"].encode())
+
+    @cached_property
+    def acp_middle(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.acp_keys["middle"].encode())
+
+    @cached_property
+    def _unionpay_identity(self) -> SigningIdentity:
+        """UnionPay's own signing key and certificate, as the sandbox plays it."""
+        own = self.acp_keys["unionpay"]
+        return load_signing_identity((own["key"] + own["cert"]).encode(), None)
+
+    def acp_merchant(self, channel: Ch) -> tuple[str, SigningIdentity]:
+        """The merchant number and signing identity of our QR code or B2B merchant."""
+        own = self.acp_keys["merchants"][channel.value]
+        return own["merchant_id"], load_signing_identity((own["key"] + own["cert"]).encode(),
+                                                         None)
+
+    @cached_property
     def ledger(self) -> Ledger:
         os.makedirs(self.directory, exist_ok=True)
         return Ledger(os.path.join(self.directory, "ledger.sqlite3"))
@@ -346,17 +492,25 @@ class PaymentSandbox:
 
     @cached_property
     def _provider_keys(self) -> dict[Ch, rsa.RSAPrivateKey]:
-        return {ch: load_private_key(self._keys(ch)["provider"]["private"]) for ch in CHANNELS}
+        return {ch: load_private_key(self._keys(ch)["provider"]["private"])
+                for ch in RSA_CHANNELS}
 
     @cached_property
     def _merchant_public_keys(self) -> dict[Ch, rsa.RSAPublicKey]:
-        return {ch: load_public_key(self._keys(ch)["merchant"]["public"]) for ch in CHANNELS}
+        return {ch: load_public_key(self._keys(ch)["merchant"]["public"])
+                for ch in RSA_CHANNELS}
 
     # ---- the merchant's side: our adapters, configured with the sandbox's keys ----------
 
     def gateway(self, channel: Ch) -> PaymentGateway:
-        keys = self._keys(channel)
         link = SandboxLink(self, channel)
+        if channel in ACP_CHANNELS:
+            merchant_id, identity = self.acp_merchant(channel)
+            settings = AcpSettings(merchant_id, identity, self.acp_middle, self.acp_root,
+                                   SANDBOX_API_URLS[channel], front_url=SANDBOX_BANK_PATH,
+                                   notify_base=SANDBOX_NOTIFY_BASE)
+            return (UnionPayGateway if channel is Ch.unionpay else B2BGateway)(settings, link)
+        keys = self._keys(channel)
         ours, theirs = keys["merchant"]["private"], keys["provider"]["public"]
         if channel is Ch.alipay:
             return AlipayGateway(AlipaySettings(keys["merchant_id"], ours, theirs), link)
@@ -364,16 +518,15 @@ class PaymentSandbox:
             return WechatPayGateway(WechatSettings(
                 keys["merchant_id"], keys["appid"], keys["cert_serial_no"], ours,
                 keys["apiv3_key"], theirs, keys["public_key_id"]), link)
-        settings = SignedParamsSettings(keys["merchant_id"], ours, theirs,
-                                        SANDBOX_API_URLS[channel], SANDBOX_BANK_PATH)
-        return (UnionPayGateway if channel is Ch.unionpay else B2BGateway)(settings, link)
+        raise ValueError(f"no sandbox for {channel.value}")
 
     # ---- the provider's API -------------------------------------------------------------
 
     def api(self, channel: Ch, method: str, url: str, headers: Headers,
             body: bytes) -> LinkResponse:
-        handler = {Ch.alipay: self._alipay_api, Ch.wechat: self._wechat_api,
-                   Ch.unionpay: self._unionpay_api, Ch.b2b: self._b2b_api}[channel]
+        if channel in ACP_CHANNELS:
+            return self._acp_api(channel, url, body)
+        handler = {Ch.alipay: self._alipay_api, Ch.wechat: self._wechat_api}[channel]
         return handler(method, url, headers, body)
 
     @staticmethod
@@ -552,125 +705,124 @@ class PaymentSandbox:
             ensure_ascii=False)
         return self._wechat_headers(body), body.encode()
 
-    # UnionPay and B2B: signed form parameters both ways.
+    # UnionPay ACP 5.1.0, both products: form posts in, `name=value&…` answers (not
+    # URL-encoded) out, everything signed with certificates (app/gateways/payments/acp.py).
 
-    def _params_answer(self, channel: Ch, params: dict[str, str]) -> LinkResponse:
-        field = "signature" if channel is Ch.unionpay else "sign"
-        signed = sign_params(params, self._provider_keys[channel], field)
-        return LinkResponse(200, Headers({"Content-Type": FORM}), urlencode(signed))
+    def _acp_signed(self, fields: Mapping[str, str]) -> dict[str, str]:
+        """Signed as UnionPay signs: its certificate goes along as signPubKeyCert (PEM with
+        CRLF line ends, as UnionPay's), no certId (tests/data/unionpay/)."""
+        cert = self._unionpay_identity.certificate.public_bytes(serialization.Encoding.PEM)
+        signed = {k: v for k, v in fields.items() if v != ""}
+        signed["signPubKeyCert"] = cert.decode().replace("\n", "\r\n")
+        signed["signature"] = signature_of(signed, self._unionpay_identity.key)
+        return signed
 
-    def _signed_request(self, channel: Ch, body: bytes) -> dict[str, str] | None:
-        keys = self._keys(channel)
+    def _acp_answer(self, fields: Mapping[str, str]) -> LinkResponse:
+        signed = self._acp_signed(fields)
+        text = "&".join(f"{k}={v}" for k, v in signed.items())
+        return LinkResponse(200, Headers({"Content-Type": "text/plain;charset=UTF-8"}), text)
+
+    def _merchant_signed(self, channel: Ch, params: Mapping[str, str]) -> bool:
+        """Signed by our merchant's key under its certId, for its merchant number."""
+        merchant_id, identity = self.acp_merchant(channel)
+        if params.get("merId") != merchant_id or params.get("certId") != identity.cert_id \
+                or params.get("version") != VERSION or params.get("signMethod") != "01":
+            return False
+        digest = hashlib.sha256(signing_string(params).encode()).hexdigest().encode()
+        try:
+            identity.certificate.public_key().verify(
+                base64.b64decode(params.get("signature", ""), validate=True), digest,
+                padding.PKCS1v15(), hashes.SHA256())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    def _acp_api(self, channel: Ch, url: str, body: bytes) -> LinkResponse:
         params = dict(parse_qsl(body.decode(), keep_blank_values=True))
-        field, merchant = ("signature", "merId") if channel is Ch.unionpay else \
-            ("sign", "merchant_id")
-        if params.get(merchant) != keys["merchant_id"] or \
-                not params_signed_by(params, self._merchant_public_keys[channel], field):
-            return None
-        return params
-
-    def _unionpay_api(self, method: str, url: str, headers: Headers,
-                      body: bytes) -> LinkResponse:
-        params = self._signed_request(Ch.unionpay, body)
-        if params is None:
-            return self._params_answer(Ch.unionpay, {
-                "merId": self._keys(Ch.unionpay)["merchant_id"], "respCode": "11",
-                "respMsg": "signature verification failed"})
         echo = {k: params.get(k, "") for k in ("version", "encoding", "signMethod", "txnType",
                                                 "txnSubType", "bizType", "accessType",
                                                 "merId", "orderId", "txnTime")}
+        if not self._merchant_signed(channel, params):
+            return self._acp_answer({**echo, "respCode": "11",
+                                     "respMsg": "验证签名失败[9100004]"})
+        path, kind = urlsplit(url).path, (params.get("txnType"), params.get("txnSubType"))
         try:
+            if path == QUERY_PATH and kind == ("00", "00"):
+                return self._acp_query(channel, echo, params)
             amount = fen_from_text(params.get("txnAmt"))
-            if params.get("txnType") == "01":
-                self.ledger.open_trade(Ch.unionpay, params["orderId"], amount,
-                                       params["backUrl"], subject=params.get("orderDesc", ""))
-                return self._params_answer(Ch.unionpay, {
-                    **echo, "respCode": "00", "respMsg": "success",
-                    "qrCode": self.page_url(Ch.unionpay, params["orderId"])})
-            if params.get("txnType") == "04":
+            if path == BACK_PATH and channel is Ch.unionpay and kind == ("01", "07"):
+                self.ledger.open_trade(channel, params["orderId"], amount, params["backUrl"])
+                return self._acp_answer({**echo, "respCode": "00", "respMsg": "成功[0000000]",
+                                         "qrCode": self.page_url(channel, params["orderId"])})
+            if path == BACK_PATH and kind == ("04", "00"):
                 _simulated_outage(amount)
-                return self._unionpay_refund(echo, params, amount)
+                return self._acp_refund(channel, echo, params, amount)
         except (KeyError, ValueError):
             pass
-        return self._params_answer(Ch.unionpay, {**echo, "respCode": "30",
-                                                 "respMsg": "message format error"})
+        return self._acp_answer({**echo, "respCode": "10", "respMsg": "报文格式错误[6100030]"})
 
-    def _unionpay_refund(self, echo: dict[str, str], params: dict[str, str],
-                         amount: int) -> LinkResponse:
-        number = self.ledger.out_trade_no(Ch.unionpay, params.get("origQryId", ""))
-        record = self.ledger.refund(Ch.unionpay, params["orderId"], number or "", amount)
-        code = {"done": "00", "pending": "05"}.get(record.status, "01")
-        return self._params_answer(Ch.unionpay, {
-            **echo, "respCode": code, "respMsg": record.message, "txnAmt": str(amount),
-            "queryId": record.refund_id or "", "origQryId": params.get("origQryId", "")})
+    def _acp_refund(self, channel: Ch, echo: dict[str, str], params: dict[str, str],
+                    amount: int) -> LinkResponse:
+        number = self.ledger.out_trade_no(channel, params.get("origQryId", ""))
+        if number is None:
+            return self._acp_answer({**echo, "respCode": "35",
+                                     "respMsg": "原交易不存在或状态不正确[2010002]"})
+        record = self.ledger.refund(channel, params["orderId"], number, amount)
+        if record.status == "failed":
+            return self._acp_answer({**echo, "respCode": "30",
+                                     "respMsg": f"交易未通过[{record.message}]"})
+        self.ledger.record_acp_refund(channel, params["orderId"], params["txnTime"])
+        return self._acp_answer({**echo, "respCode": "00", "respMsg": "成功[0000000]",
+                                 "txnAmt": str(amount), "origQryId": params["origQryId"],
+                                 "queryId": record.refund_id or ""})
 
-    def _unionpay_notification(self, trade: Trade, amount_fen: int, trade_no: str,
-                               paid: bool) -> tuple[dict[str, str], bytes]:
+    def _acp_query(self, channel: Ch, echo: dict[str, str],
+                   params: dict[str, str]) -> LinkResponse:
+        found = self.ledger.query_acp_refund(channel, params["orderId"], params["txnTime"])
+        if found is None:
+            return self._acp_answer({**echo, "respCode": NO_SUCH_TRANSACTION,
+                                     "respMsg": "查无此交易[2600000]"})
+        record, amount = found
+        result = {"done": ("00", "成功[0000000]"),
+                  "pending": ("05", "交易已受理，请稍后查询交易结果[6154037]")}.get(
+            record.status, ("30", f"交易未通过[{record.message}]"))
+        return self._acp_answer({**echo, "respCode": "00", "respMsg": "成功[0000000]",
+                                 "origRespCode": result[0], "origRespMsg": result[1],
+                                 "txnAmt": str(amount),
+                                 "queryId": record.refund_id or ""})
+
+    def _acp_notification(self, channel: Ch, trade: Trade, amount_fen: int, trade_no: str,
+                          paid: bool) -> tuple[dict[str, str], bytes]:
+        """The backUrl notification of a payment, field by field as UnionPay's test
+        environment sends one (tests/data/unionpay/notice-000201.txt)."""
         moment = now_shanghai()
-        params = {
-            "version": "5.1.0", "encoding": "UTF-8", "signMethod": "RSA-SHA256",
-            "txnType": "01", "txnSubType": "07", "bizType": "000000", "accessType": "0",
-            "merId": self._keys(Ch.unionpay)["merchant_id"], "orderId": trade.out_trade_no,
-            "txnTime": moment.strftime("%Y%m%d%H%M%S"), "txnAmt": str(amount_fen),
-            "currencyCode": "156", "queryId": trade_no, "traceNo": trade_no[-6:],
+        fields = {
+            "version": VERSION, "encoding": "UTF-8", "signMethod": "01", "txnType": "01",
+            "txnSubType": "07" if channel is Ch.unionpay else "01",
+            "bizType": "000000" if channel is Ch.unionpay else "000202", "accessType": "0",
+            "merId": self.acp_merchant(channel)[0], "orderId": trade.out_trade_no,
+            "txnTime": txn_time(moment), "txnAmt": str(amount_fen), "currencyCode": "156",
+            "queryId": trade_no, "traceNo": trade_no[-6:],
             "traceTime": moment.strftime("%m%d%H%M%S"), "settleAmt": str(amount_fen),
             "settleCurrencyCode": "156", "settleDate": moment.strftime("%m%d"),
-            "respCode": "00" if paid else "01", "respMsg": "success" if paid else "failed"}
-        signed = sign_params(params, self._provider_keys[Ch.unionpay], "signature")
-        return {"Content-Type": FORM}, urlencode(signed).encode()
-
-    def _b2b_api(self, method: str, url: str, headers: Headers, body: bytes) -> LinkResponse:
-        merchant = self._keys(Ch.b2b)["merchant_id"]
-        params = self._signed_request(Ch.b2b, body)
-        if params is None:
-            return self._params_answer(Ch.b2b, {"merchant_id": merchant, "status": "FAILED",
-                                                "message": "signature verification failed"})
-        echo = {"service": params.get("service", ""), "merchant_id": merchant,
-                "order_no": params.get("order_no", ""), "refund_no": params.get("refund_no", "")}
-        trade = self.ledger.trade(Ch.b2b, echo["order_no"])
-        try:
-            amount = yuan_to_fen(params.get("amount"))
-            if urlsplit(url).path != "/refund" or echo["service"] != "b2b.refund" \
-                    or trade is None or trade.trade_no != params.get("bank_serial"):
-                raise ValueError("unknown service or trade")
-        except ValueError as exc:
-            return self._params_answer(Ch.b2b, {**echo, "status": "FAILED",
-                                                "message": str(exc)})
-        _simulated_outage(amount)
-        record = self.ledger.refund(Ch.b2b, echo["refund_no"], echo["order_no"], amount)
-        return self._params_answer(Ch.b2b, {
-            **echo, "amount": yuan_text(amount), "bank_refund_no": record.refund_id or "",
-            "status": {"done": "SUCCESS", "pending": "PROCESSING"}.get(record.status, "FAILED"),
-            "message": record.message})
+            "respCode": "00" if paid else "01", "respMsg": "success" if paid else "交易失败"}
+        return {"Content-Type": FORM}, urlencode(self._acp_signed(fields)).encode()
 
     def open_b2b(self, params: Mapping[str, str]) -> Trade | None:
-        """The bank's page was opened with these parameters: the trade, if they are genuine
-        (signed by the merchant, for this merchant, well-formed)."""
+        """The unit's browser posted our B2B order to frontTransReq.do: the trade, if the
+        order is genuine (signed by our merchant, for it, a B2B consumption, well-formed)."""
         params = dict(params)
-        keys = self._keys(Ch.b2b)
-        if params.get("service") != "b2b.pay" or params.get("merchant_id") != keys["merchant_id"] \
-                or not params_signed_by(params, self._merchant_public_keys[Ch.b2b], "sign"):
+        if not self._merchant_signed(Ch.b2b, params) or params.get("bizType") != "000202" \
+                or (params.get("txnType"), params.get("txnSubType")) != ("01", "01"):
             return None
         try:
-            amount = yuan_to_fen(params.get("amount"))
+            amount = fen_from_text(params.get("txnAmt"))
         except ValueError:
             return None
-        if not params.get("order_no") or not params.get("notify_url"):
+        if not params.get("orderId") or not params.get("backUrl"):
             return None
-        return self.ledger.open_trade(Ch.b2b, params["order_no"], amount, params["notify_url"],
-                                      params.get("return_url", ""), params.get("subject", ""))
-
-    def _b2b_notification(self, trade: Trade, amount_fen: int, trade_no: str,
-                          paid: bool) -> tuple[dict[str, str], bytes]:
-        params = {
-            "service": "b2b.notify", "merchant_id": self._keys(Ch.b2b)["merchant_id"],
-            "order_no": trade.out_trade_no, "bank_serial": trade_no,
-            "amount": yuan_text(amount_fen), "currency": "CNY",
-            "status": "SUCCESS" if paid else "FAILED",
-            "paid_at": now_shanghai().strftime("%Y-%m-%d %H:%M:%S"),
-            "payer_name": "Sandbox corporate account", "sign_method": "RSA-SHA256"}
-        signed = sign_params(params, self._provider_keys[Ch.b2b], "sign")
-        return {"Content-Type": FORM}, urlencode(signed).encode()
+        return self.ledger.open_trade(Ch.b2b, params["orderId"], amount, params["backUrl"],
+                                      params.get("frontUrl", ""))
 
     # ---- paying and notifying -----------------------------------------------------------
 
@@ -683,10 +835,12 @@ class PaymentSandbox:
             channel.value, out_trade_no, amount_fen or 0, notify_url or "", "", "", None)
         amount = trade.amount_fen if amount_fen is None else amount_fen
         number = trade.trade_no or _provider_number(channel)
-        build = {Ch.alipay: self._alipay_notification, Ch.wechat: self._wechat_notification,
-                 Ch.unionpay: self._unionpay_notification,
-                 Ch.b2b: self._b2b_notification}[channel]
-        headers, body = build(trade, amount, number, paid)
+        if channel in ACP_CHANNELS:
+            headers, body = self._acp_notification(channel, trade, amount, number, paid)
+        else:
+            build = {Ch.alipay: self._alipay_notification,
+                     Ch.wechat: self._wechat_notification}[channel]
+            headers, body = build(trade, amount, number, paid)
         return NotifyRequest(notify_url or trade.notify_url, headers, body)
 
     def pay(self, channel: Ch, out_trade_no: str) -> LinkResponse | None:

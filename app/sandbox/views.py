@@ -1,5 +1,5 @@
 """The sandbox's pages, standing for the providers' sites: `/sandbox/pay/qr/<channel>/<payment>`
-('scan with your phone') and `/sandbox/pay/bank` (the bank's B2B page)."""
+('scan with your phone') and `/sandbox/pay/bank` (UnionPay's B2B page, frontTransReq.do)."""
 from __future__ import annotations
 
 import os
@@ -43,10 +43,11 @@ class PaymentSandboxView(BaseView):
                                     channel=qr_channel, trade=trade, answer=answer,
                                     qr_image=qr_image(request.base_url))
 
-    @expose("/bank")
+    @expose("/bank", methods=["GET", "POST"])
     def bank(self):
-        """The bank's B2B page, opened with the merchant's signed parameters."""
-        trade = self._sandbox().open_b2b(request.args)
+        """UnionPay's frontTransReq.do for B2B: the unit's browser posts the merchant's
+        signed order (no CSRF token: it comes from the merchant's page, as to UnionPay)."""
+        trade = self._sandbox().open_b2b(request.values)
         if trade is None:
             abort(400)
         return self.render_template("sandbox/bank.html", title=_("Payment sandbox"),

@@ -94,34 +94,31 @@ class FilterSearchKey(fab_filters.BaseFilter):
 
 
 def _token_target(model: type, column_name: str) -> tuple[Any, Any, Any] | None:
-    """(the select a search-only column reads from, or None for a column of the model
-    itself; the text column; its search-token column) for a column whose text column
-    declares its "search_tokens" (a person's name), else None."""
+    """(the select a search-only column reads its text from, or None for a column of the model
+    itself; the text column; the model's column holding the text's search tokens) for a column
+    that declares its "search_tokens" (a person's name on its registration), else None."""
     prop = sa.inspect(model).attrs.get(column_name)
-    if not isinstance(prop, sa.orm.ColumnProperty) or len(prop.columns) != 1:
+    if not isinstance(prop, sa.orm.ColumnProperty) or "search_tokens" not in prop.info:
         return None
     column, inner = prop.columns[0], None
     if isinstance(column, sa.sql.elements.Label) and isinstance(
             column.element, sa.sql.selectable.ScalarSelect):
         inner = column.element.element
         column = inner.selected_columns[0]
-    tokens = getattr(column, "info", {}).get("search_tokens")
-    if tokens is None or getattr(column, "table", None) is None:
-        return None
-    return inner, column, column.table.c[tokens]
+    return inner, column, sa.inspect(model).columns[prop.info["search_tokens"]]
 
 
 class _NameTokens:
     """A text search on a name (starts with, ends with, contains, equals) that PostgreSQL
-    answers from the name's GIN-indexed tokens (app.search_keys): the typed text's tokens
-    must all be present, then the name itself is compared, so the rows are exactly those
-    the comparison alone finds. % and _ are searched as typed, not as wildcards; the text
-    is read as NFKC (full-width letters as ASCII), as names are stored. SQLite compares
-    the names only."""
+    answers from the name's GIN-indexed tokens on the row itself (app.search_keys; indexed
+    beside the row's delegation, so a delegation's scope and the tokens are one bitmap): the
+    typed text's tokens must all be present, then the name itself is compared, so the rows
+    are exactly those the comparison alone finds. % and _ are searched as typed, not as
+    wildcards; the text is read as NFKC (full-width letters as ASCII), as names are stored.
+    SQLite compares the names only."""
 
-    # "Contains" one or two characters: the tokens alone are the answer (name_tokens_suffice),
-    # and without the redundant comparison PostgreSQL estimates the rows from the tokens'
-    # statistics (a 王 search: 10,050 estimated, 9,987 found; with it, 123).
+    # "Contains" one or two characters: the tokens alone are the answer (name_tokens_suffice):
+    # no name is read, and PostgreSQL estimates the rows from the tokens' statistics.
     tokens_suffice = False
 
     def name_condition(self, column: Any, text: str) -> Any:
@@ -134,16 +131,16 @@ class _NameTokens:
         inner, column, token_column = _token_target(self.model, self.column_name)
         if len(text) > column.type.length:
             return query.filter(sa.false())   # longer than any name can be
-        condition = self.name_condition(column, text)
         tokens = name_search_tokens(text)
         if tokens and db.session.get_bind().dialect.name == "postgresql":
-            present = token_column.op("@>")(
-                sa.bindparam(None, tokens, type_=postgresql.ARRAY(sa.Text())))
-            condition = (present if self.tokens_suffice and name_tokens_suffice(text)
-                         else sa.and_(present, condition))
-        if inner is None:
-            return query.filter(condition)
-        return query.filter(sa.exists(inner.with_only_columns(sa.literal(1)).where(condition)))
+            query = query.filter(token_column.op("@>")(
+                sa.bindparam(None, tokens, type_=postgresql.ARRAY(sa.Text()))))
+            if self.tokens_suffice and name_tokens_suffice(text):
+                return query
+        condition = self.name_condition(column, text)
+        if inner is not None:
+            condition = sa.exists(inner.with_only_columns(sa.literal(1)).where(condition))
+        return query.filter(condition)
 
 
 class FilterNameStartsWith(_NameTokens, fab_filters.FilterStartsWith):

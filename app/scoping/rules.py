@@ -224,6 +224,7 @@ def _owned_by_unit(model: type, finance: bool = False,
 
 
 RULES[m.Address] = _owned_by_unit(m.Address)
+RULES[m.PersonImport] = _owned_by_unit(m.PersonImport)
 # Units follow their parcels; packing and shipping are the badge office's (admins).
 RULES[m.Shipment] = lambda actor, mode: _any(
     mode == READ and actor.unit_id is not None and sa.and_(

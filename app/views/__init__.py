@@ -14,11 +14,13 @@ from app.views import (
     delegation,
     events,
     finance,
+    gate,
     invoices,
     journey,
     orders,
     overpayments,
     payments,
+    person_import,
     refunds,
     registration,
     review,
@@ -63,6 +65,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     add(journey.UnitInfoView, "Unit information", _l("Unit information"), "fa-building",
         *registered)
     add(unit.UnitPersonView, "Unit persons", _l("Persons"), "fa-users", *journey_menu)
+    add(person_import.PersonImportView, "Import persons", _l("Import persons"), "fa-upload",
+        *registered)
     add(journey.UnitCarryForwardView, "Earlier persons", _l("Persons from earlier editions"),
         "fa-history", *registered)
     add(unit.UnitDocumentView, "Unit documents", _l("Qualification documents"), "fa-file",
@@ -135,7 +139,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     add(badges.GateScanLogView, "Gate scans", _l("Gate scans"), "fa-history", *badge_office)
 
     gate_menu = ("Gate", _l("Gate"), "fa-qrcode")
-    add(badges.GateView, "Gate scan", _l("Badge check"), "fa-qrcode", *gate_menu)
+    add(gate.GateView, "Gate scan", _l("Badge check"), "fa-qrcode", *gate_menu)
 
     organising = ("Events", _l("Supporting events"), "fa-calendar")
     add(events.OrganiserEventView, "Organiser events", _l("My events"), "fa-calendar",
@@ -161,3 +165,4 @@ def register_views(appbuilder: AppBuilder) -> None:
     add(admin.AuditEventView, "Audit log", _l("Audit log"), "fa-history", *administration)
     add(admin.NotificationView, "Notification log", _l("Notification log"), "fa-envelope",
         *administration)
+    add(admin.ProvidersView, "Providers", _l("Outside services"), "fa-plug", *administration)

@@ -1,4 +1,5 @@
-"""The administrator's pages: editions, delegations, taxonomy, partners, units, logs."""
+"""The administrator's pages: editions, delegations, taxonomy, partners, units, logs, the
+outside services."""
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 from flask import current_app, flash, request, url_for
-from flask_appbuilder import expose
+from flask_appbuilder import BaseView, expose
 from flask_appbuilder.models.sqla.filters import FilterEqual, FilterNotEqual
-from flask_appbuilder.security.decorators import has_access
+from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_appbuilder.security.views import RoleModelView, UserDBModelView
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
@@ -24,6 +25,7 @@ from app.extensions import db
 from app.formatting import fmt_bool, fmt_datetime
 from app.input_checks import check_lengths
 from app.labels import COLUMN_LABELS, MASKED, ROLE_LABELS, fmt_zones
+from app.providers import MODE_LABELS, PRODUCTION, SANDBOX, WAITING_LABELS, provider_reports
 from app.scoping.actor import current_actor
 from app.scoping.interface import ScopedInterface
 from app.scoping.rules import scoped
@@ -473,3 +475,21 @@ class NotificationView(ScopedModelView):
                      "provider": _l("SMS provider"), "provider_code": _l("Provider's code"),
                      "provider_message_id": _l("Provider's message id"),
                      "receipt_at": _l("Delivery report")}
+
+
+class ProvidersView(BaseView):
+    """The outside services (SMS, e-mail, online payments, e-invoices): each provider's mode,
+    last success and failure, and what waits for a retry (app/providers.py)."""
+
+    route_base = "/admin/providers"
+    default_view = "show"
+    class_permission_name = "Providers"
+
+    @expose("/")
+    @has_access
+    @permission_name("show")
+    def show(self):
+        return self.render_template(
+            "ciie/providers.html", rows=provider_reports(), modes=MODE_LABELS,
+            waiting_labels=WAITING_LABELS, sandbox=SANDBOX, production=PRODUCTION,
+            required=bool(current_app.config.get("PROVIDERS_REQUIRED")))

@@ -1,13 +1,13 @@
 """The badge office (admins): its queues (persons waiting for a badge, reuse re-activations,
 reprints, badges to pack), print sheets, pack parcels and ship them; the gate log. Units
-follow their own badges and parcels; gate staff scan codes at `/gate/` and see nothing else."""
+follow their own badges and parcels. The gate's own pages are app/views/gate.py."""
 from __future__ import annotations
 
 from typing import Any
 
 import sqlalchemy as sa
 from flask import abort, redirect, request, url_for
-from flask_appbuilder import BaseView, expose
+from flask_appbuilder import expose
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.security.decorators import has_access, permission_name
 from flask_babel import gettext as _
@@ -25,7 +25,7 @@ from app.tasks import start_task
 from app.views.base import ScopedModelView, attempt, batch_action, flash_batch_result
 from app.views.unit import current_edition_id, thumbnail
 from app.workflow import badges as badge_flow
-from app.workflow import delivery, gate
+from app.workflow import delivery
 from app.workflow.editions import current_edition
 
 BADGE_LABELS = {
@@ -54,6 +54,7 @@ BADGE_LABELS = {
     "badge.printed_name": _l("Name"),
     "gate": _l("Gate"),
     "scanned_by": _l("Scanned by"),
+    "offline": _l("Checked offline"),
     "photo": _l("Photo"),
     "status_changed_at": _l("Waiting since"),
     "previous_badge.number": _l("Badge kept"),
@@ -374,7 +375,7 @@ class GateScanLogView(ScopedModelView):
     title = _l("Gate scans")
     base_order = ("scanned_at", "desc")
     list_columns = ["scanned_at", "result", "badge.number", "badge.printed_name", "gate",
-                    "scanned_by"]
+                    "scanned_by", "offline"]
     show_columns = list_columns
     search_columns = ["result", "scanned_at", "gate"]
     base_permissions = ["can_list", "can_show"]
@@ -410,20 +411,3 @@ class UnitBadgeView(ScopedModelView):
     base_permissions = ["can_list", "can_show"]
     label_columns = BADGE_LABELS
 
-
-class GateView(BaseView):
-    """The scan page: paste or scan a badge's code, see at a glance whether to let in."""
-
-    route_base = "/gate"
-    default_view = "scan"
-    class_permission_name = "GateCheck"
-
-    @expose("/", methods=["GET", "POST"])
-    @has_access
-    @permission_name("scan")
-    def scan(self):
-        outcome = None
-        place = request.values.get("gate", "")
-        if request.method == "POST":
-            outcome = gate.scan(current_actor(), request.form.get("token"), place)
-        return self.render_template("ciie/gate.html", outcome=outcome, place=place)

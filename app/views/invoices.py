@@ -32,6 +32,7 @@ from app import storage
 from app.exports import INVOICES
 from app.extensions import db
 from app.formatting import fmt_datetime, fmt_money
+from app.gateways.einvoice import FILE_TYPES
 from app.input_checks import too_long
 from app.scoping.actor import current_actor
 from app.scoping.interface import ScopedInterface, Selection
@@ -48,13 +49,13 @@ INVOICE_LABELS = {
     "buyer_bank": _l("Buyer's bank"),
     "buyer_account": _l("Buyer's account"),
     "buyer_locked": _l("Buyer is the payer"),
-    "pdf_key": _l("E-invoice"),
+    "files": _l("E-invoice"),
     "logistics": _l("Logistics"),
 }
 DETAIL_COLUMNS = ["number", "order.number", "invoice_type", "status", "signed_amount_fen",
                   "buyer_name",
                   "buyer_tax_id", "buyer_address", "buyer_phone", "buyer_bank",
-                  "buyer_account", "buyer_locked", "issued_at", "pdf_key", "carrier",
+                  "buyer_account", "buyer_locked", "issued_at", "files", "carrier",
                   "tracking_no", "reject_reason", "reversal_of.number", "created_at"]
 
 
@@ -76,14 +77,21 @@ def invoice_type(label: Any) -> Markup:
     return Markup("{}").format(label)
 
 
+FILE_LINK_LABELS = {"pdf": _l("Download PDF"), "ofd": _l("Download OFD"),
+                    "xml": _l("Download XML")}
+
+
 def pdf_link(endpoint: str) -> Any:
-    """A formatter turning the PDF's storage key into the scoped download link."""
-    def fmt(key: str | None) -> Markup:
-        if not key:
-            return Markup("")
-        return Markup('<a class="ciie-invoice-pdf" href="{}"><i class="fa fa-download"></i> '
-                      '{}</a>').format(url_for(f"{endpoint}.download", filename=key),
-                                       _("Download PDF"))
+    """A formatter turning the invoice's files into their scoped download links: the PDF, and
+    the OFD and XML the invoicing platform issued beside it (in production only the
+    platform's files: `invoices.invoice_file`)."""
+    def fmt(invoice: m.Invoice | None) -> Markup:
+        links = [Markup('<a class="ciie-invoice-{}" href="{}"><i class="fa fa-download"></i> '
+                        '{}</a>').format(kind, url_for(f"{endpoint}.download", filename=key),
+                                         label)
+                 for kind, label in FILE_LINK_LABELS.items()
+                 if invoice is not None and (key := invoices.invoice_file(invoice, kind))]
+        return Markup(" ").join(links)
 
     return fmt
 
@@ -114,21 +122,26 @@ def form_page(view: ScopedModelView, form: DynamicForm, title: Any,
 
 
 class InvoiceFiles:
-    """The PDF download, scoped like every file: only a row in the actor's scope holding that
-    key is served, named after the invoice number."""
+    """The downloads of an invoice's PDF, OFD and XML, scoped like every file: only a row in
+    the actor's scope holding that key is served (in production only a file the invoicing
+    platform issued), named after the invoice number."""
 
-    file_columns = ("pdf_key",)
+    file_columns = ("pdf_key", "ofd_key", "xml_key")
 
     @expose("/download/<string:filename>")
     @has_access
     def download(self, filename: str):
-        invoice = db.session.scalars(scoped(
-            sa.select(m.Invoice).where(m.Invoice.pdf_key == filename), m.Invoice)).first()
-        if invoice is None:
+        Inv = m.Invoice
+        invoice = db.session.scalars(scoped(sa.select(Inv).where(sa.or_(
+            Inv.pdf_key == filename, Inv.ofd_key == filename, Inv.xml_key == filename)),
+            Inv)).first()
+        kind = next((k for k in FILE_TYPES
+                     if invoice is not None and getattr(invoice, f"{k}_key") == filename), None)
+        if kind is None or invoices.invoice_file(invoice, kind) is None:
             abort(404)
-        return send_from_directory(current_app.config["UPLOAD_FOLDER"], invoice.pdf_key,
-                                   as_attachment=True, mimetype="application/pdf",
-                                   download_name=f"invoice-{invoice.number}.pdf")
+        return send_from_directory(current_app.config["UPLOAD_FOLDER"], filename,
+                                   as_attachment=True, mimetype=FILE_TYPES[kind],
+                                   download_name=f"invoice-{invoice.number}.{kind}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,13 +175,13 @@ class UnitInvoiceView(InvoiceFiles, ScopedModelView):
     title = _l("Invoices")
     base_order = ("id", "desc")
     list_columns = ["number", "order.number", "invoice_type", "status", "signed_amount_fen",
-                    "buyer_name", "issued_at", "pdf_key", "logistics", "reversal_of.number"]
+                    "buyer_name", "issued_at", "files", "logistics", "reversal_of.number"]
     show_columns = DETAIL_COLUMNS
     search_columns = ["status", "kind", "number", "issued_at"]
     order_columns = ["number", "status", "issued_at"]
     base_permissions = ["can_list", "can_show", "can_download", "can_request", "can_logistics"]
     label_columns = INVOICE_LABELS
-    formatters_columns = {"pdf_key": pdf_link("UnitInvoiceView"), "logistics": logistics_link,
+    formatters_columns = {"files": pdf_link("UnitInvoiceView"), "logistics": logistics_link,
                           "signed_amount_fen": signed_money, "invoice_type": invoice_type}
     list_template = "ciie/invoice_list.html"
     # The unit reads this dialog: it is asked why, in its own terms.
@@ -178,8 +191,9 @@ class UnitInvoiceView(InvoiceFiles, ScopedModelView):
 
     # The reason is asked in the list's dialog; the show page has no dialog for it.
     @batch_action("request_void", _l("Void the invoice"),
-                  _l("An e-invoice is reversed at once by a red-letter invoice. A paper invoice "
-                     "must be mailed back; finance voids it when it arrives."), "fa-undo",
+                  _l("An e-invoice is reversed by a red-letter invoice the invoicing platform "
+                     "issues. A paper invoice must be mailed back; finance voids it when it "
+                     "arrives."), "fa-undo",
                   single=False)
     def request_void(self, selection: Selection):
         return invoices.request_void(current_actor(), selection.ids, request.form.get("reason"))
@@ -274,7 +288,7 @@ class FinanceInvoiceView(InvoiceFiles, ScopedModelView):
     base_order = ("id", "desc")
     list_columns = ["number", "order.number", "unit.name", "invoice_type", "status",
                     "signed_amount_fen", "buyer_name", "buyer_tax_id", "created_at",
-                    "issued_at", "pdf_key", "carrier", "tracking_no", "reversal_of.number"]
+                    "issued_at", "files", "carrier", "tracking_no", "reversal_of.number"]
     show_columns = ["unit.name"] + DETAIL_COLUMNS
     # The export writes the rows of the same filters (app.exports.INVOICES).
     search_columns = INVOICES.search_columns
@@ -283,7 +297,7 @@ class FinanceInvoiceView(InvoiceFiles, ScopedModelView):
                         "can_export", "can_batch"]
     label_columns = INVOICE_LABELS
     list_template = "ciie/finance/invoices.html"
-    formatters_columns = {"pdf_key": pdf_link("FinanceInvoiceView"),
+    formatters_columns = {"files": pdf_link("FinanceInvoiceView"),
                           "signed_amount_fen": signed_money, "invoice_type": invoice_type}
     export_operation = "export_invoices"
     # Finance reads this dialog; the unit reads the reason.

@@ -115,6 +115,13 @@ class PaymentNotifyView(BaseView):
             abort(503)
         return receive_notification(gateway, request)
 
+    @expose("/return/<int:payment_id>", methods=["GET", "POST"])
+    def back_from_bank(self, payment_id: int):
+        """Where UnionPay's B2B page sends the unit's browser back (frontUrl, a form post
+        from UnionPay's site, hence here among the CSRF-exempt endpoints). It only leads to
+        the payment's page: the signed notification, not this, says whether it was paid."""
+        return redirect(url_for("UnitPaymentView.payment", payment_id=payment_id), code=303)
+
 
 # --------------------------------------------------------------------------------------------
 # The unit's pages
@@ -156,16 +163,7 @@ class UnitPaymentView(BaseView):
                 abort(404)
             flash(str(exc.message), "danger")
             return back
-        if channel is not Ch.b2b:
-            return redirect(url_for(".payment", payment_id=payment.id))
-        try:
-            target = gateway_for(channel).create(payment, payment.order)["redirect_url"]
-        except GatewayError:
-            log.exception("B2B gateway refused payment %s", payment.number)
-            flash(_("The payment service could not be reached. Try again in a moment or "
-                    "choose another way to pay."), "danger")
-            return back
-        return redirect(target)
+        return redirect(url_for(".payment", payment_id=payment.id))
 
     def _payment(self, payment_id: int) -> m.Payment:
         payment = get_scoped(m.Payment, payment_id)
@@ -194,7 +192,7 @@ class UnitPaymentView(BaseView):
         return self.render_template(
             "ciie/pay/payment.html", title=_("Pay the order"), payment=payment, order=order,
             qr_code=qr_code, qr_image=qr_image(qr_code) if qr_code else None,
-            redirect_url=created.get("redirect_url"), failure=failure,
+            bank_form=created if "form_action" in created else None, failure=failure,
             sandbox=current_app.config["PAYMENT_SANDBOX"])
 
     @expose("/payment/<int:payment_id>/status")

@@ -9,7 +9,7 @@ from markupsafe import Markup
 from app import models as m
 from app.scoping.interface import ScopedInterface, Selection
 from app.views.base import ScopedModelView, batch_action
-from app.views.unit import current_edition_id, thumbnail
+from app.views.unit import current_edition_id, photo_result, thumbnail
 
 
 def fmt_waiting(waiting: tuple[int, int] | None) -> Markup:
@@ -34,8 +34,9 @@ def _fail_action(reason: m.ReviewReason):
 
 
 class ReviewQueueView(ScopedModelView):
-    """No payment or invoice data here: name, gender, ID document, nationality, photo, unit,
-    delegation and tag; how long each has waited against the usual 7 (mainland) or 15 days."""
+    """No payment or invoice data here: name, gender, ID document, nationality, photo (with its
+    upload check), unit, delegation and tag; how long each has waited against the usual 7
+    (mainland) or 15 days."""
 
     route_base = "/review/queue"
     class_permission_name = "ReviewQueue"
@@ -43,7 +44,7 @@ class ReviewQueueView(ScopedModelView):
     title = _l("Security review queue")
     base_filters = [["edition_id", FilterEqualFunction, current_edition_id]]
     base_order = ("status_changed_at", "asc")
-    list_columns = ["photo", "person.name", "person.gender", "person.id_type",
+    list_columns = ["photo", "photo_result", "person.name", "person.gender", "person.id_type",
                     "person.id_number", "person.nationality", "unit_registration.unit.name",
                     "unit_registration.delegation", "tag", "waiting"]
     show_columns = list_columns + ["status_changed_at"]
@@ -53,7 +54,8 @@ class ReviewQueueView(ScopedModelView):
     base_permissions = ["can_list", "can_show"]
     label_columns = {"status_changed_at": _l("Waiting since"), "waiting": _l("Waited"),
                      "delegation_name": _l("Delegation")}
-    formatters_columns = {"photo": thumbnail, "waiting": fmt_waiting}
+    formatters_columns = {"photo": thumbnail, "photo_result": photo_result,
+                          "waiting": fmt_waiting}
 
     @batch_action("pass_review", _l("Pass"),
                   _l("Passed persons go to badge production."), "fa-check")

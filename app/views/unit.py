@@ -17,6 +17,7 @@ from wtforms import BooleanField, FileField, SelectField, SelectMultipleField, S
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from app import models as m
+from app.documents import photo_check
 from app.extensions import db
 from app.labels import fmt_entry_days
 from app.scoping.actor import current_actor, write_scope
@@ -57,7 +58,10 @@ class PersonForm(DynamicForm):
     email = StringField(_l("E-mail"), validators=[Optional(), Email(), Length(max=254)])
     job_title = StringField(_l("Job title"), validators=[Optional(), Length(max=100)])
     entry_dates = MultiCheckboxField(_l("Entry dates"), choices=[])
-    photo = FileField(_l("Photo (JPEG or PNG, at most 2 MB, at least 100 × 120 pixels)"))
+    photo = FileField(_l("Photo (JPEG or PNG, at most 2 MB, at least 100 × 120 pixels)"),
+                      description=_l("The person alone, face from the front, head and "
+                                     "shoulders filling the photo, in good light, on a plain "
+                                     "light background. It is checked when you save."))
 
 
 class EntryDatesForm(DynamicForm):
@@ -69,6 +73,45 @@ class EntryDatesForm(DynamicForm):
 def uploaded_photo():
     photo = request.files.get("photo")
     return photo if photo is not None and photo.filename else None
+
+
+VERDICT_CSS = {m.PhotoVerdict.passed: "label-success", m.PhotoVerdict.warning: "label-warning",
+               m.PhotoVerdict.refused: "label-danger"}
+
+
+def photo_result(result: tuple[m.PhotoVerdict | None, dict] | None) -> Markup:
+    """The photo's upload check as stored (PersonRegistration.photo_result): the verdict, the
+    problems found and the figures measured; nothing without a photo."""
+    if result is None:
+        return Markup("")
+    verdict, figures = result
+    if verdict is None:
+        return Markup('<span class="label label-default ciie-photo-check">{}</span>').format(
+            _("Not checked"))
+    problems = [m.PhotoProblem(p).label for p in figures.get("problems", [])]
+    html = Markup('<span class="label {} ciie-photo-check" data-verdict="{}">{}</span>').format(
+        VERDICT_CSS[verdict], verdict.value, verdict.label)
+    if problems:
+        html += Markup(' <span class="ciie-photo-problems">{}</span>').format(
+            _("; ").join(str(p) for p in problems))
+    if figures.get("faces") is not None:
+        html += Markup('<br><small class="text-muted ciie-photo-figures">{}</small>').format(
+            _("faces: %(faces)d · face height %(ratio)d%% · brightness %(luminance)d/255 · "
+              "background %(background)d ± %(spread)d", faces=figures["faces"],
+              ratio=round(100 * (figures.get("face_ratio") or 0)),
+              luminance=round(figures["luminance"]),
+              background=round(figures["background_luminance"]),
+              spread=round(figures["background_spread"])))
+    return html
+
+
+def flash_photo_warnings(registration: m.PersonRegistration) -> None:
+    """A photo let through with a warning: the unit reads why at once."""
+    result = registration.photo_result
+    if result is None or result[0] is not m.PhotoVerdict.warning:
+        return
+    flash(_("Photo: %(problems)s", problems=" ".join(
+        str(w) for w in photo_check.stored_warnings(result[1]))), "warning")
 
 
 def thumbnail(person_id: int | None) -> Markup:
@@ -107,7 +150,7 @@ class UnitPersonView(ScopedModelView):
     list_columns = ["photo", "person.name", "person.gender", "person.id_type",
                     "person.id_number", "person.mobile", "tag", "entry_days", "status",
                     "is_reuse"]
-    show_columns = ["photo", "person.name", "person.gender", "person.id_type",
+    show_columns = ["photo", "photo_result", "person.name", "person.gender", "person.id_type",
                     "person.id_number", "person.nationality", "person.mobile", "person.email",
                     "person.job_title", "tag", "entry_days", "status", "is_reuse",
                     "submitted_at"]
@@ -117,24 +160,29 @@ class UnitPersonView(ScopedModelView):
     edit_form = PersonForm
     add_columns = edit_columns = ["name", "gender", "id_type", "id_number", "nationality",
                                   "mobile", "email", "job_title", "entry_dates", "photo"]
-    formatters_columns = {"entry_days": fmt_entry_days, "photo": thumbnail}
+    formatters_columns = {"entry_days": fmt_entry_days, "photo": thumbnail,
+                          "photo_result": photo_result}
 
     @staticmethod
     def _refused(form, call) -> int | None:
         """Run the save; on a refusal roll back, show the reason (at its field when it names
         one) and answer the form again with the refusal's status, the typed values kept."""
         try:
-            call()
+            saved = call()
         except WorkflowError as exc:
             db.session.rollback()
             if exc.status_code == 404:
                 abort(404)
             field = getattr(form, getattr(exc, "field", ""), None)
             if field is not None:
-                field.errors = [*field.errors, str(exc.message)]
+                # FAB's form template passes each field error through Jinja's gettext, which
+                # %-formats it: a literal "%" (a share, a typed "50%") is doubled to survive.
+                field.errors = [*field.errors, str(exc.message).replace("%", "%%")]
             flash(str(exc.message), "danger")
             return exc.status_code
         flash(_("Saved."), "success")
+        if isinstance(saved, m.PersonRegistration) and uploaded_photo() is not None:
+            flash_photo_warnings(saved)
         return None
 
     @expose("/add", methods=["GET", "POST"])

@@ -130,7 +130,7 @@ def set_own_photo(actor: Actor, photo) -> m.PersonRegistration:
     registration = _own_editable(actor)
     person = registration.person
     old_files = (person.photo_key, person.thumb_key)
-    person.photo_key, person.thumb_key = store_photo(photo)
+    store_photo(person, photo)
     record(actor, "person_registration", registration.id, "update",
            detail={"fields": ["photo"]})
     db.session.commit()

@@ -1,10 +1,14 @@
-"""VAT invoices for paid badge-fee orders: requested by the unit, issued by the system (e-invoice,
-a PDF made by a job) or by finance (paper special invoice, then mailed), and voided.
+"""VAT invoices for paid badge-fee orders: requested by the unit, issued by the invoicing
+platform (e-invoice: a job submits it and takes the platform's number and files,
+app/gateways/einvoice/) or by finance (paper special invoice, then mailed), and voided.
 
 Invoices are never edited or deleted once issued: voiding an e-invoice adds a linked red-letter
-reversal (a new row with `reversal_of_id`, its own number and PDF) and marks the original
-voided; a paper invoice is voided when finance confirms it came back. One active invoice per
-order is held by a partial unique index; `active_invoice_exists` tells the refund workflow.
+reversal (a new row with `reversal_of_id`) that the platform issues after its red-letter
+confirmation form (红字确认单), with its own number and files; then the original is voided. If
+the platform refuses the reversal (the buyer denies the form), the reversal is rejected and the
+original is issued again. A paper invoice is voided when finance confirms it came back. One
+active invoice per order is held by a partial unique index; `active_invoice_exists` tells the
+refund workflow.
 
 For B2B and bank-transfer payments the buyer is the payer: its name, taxpayer id, bank and
 account come from the payment and cannot be changed (`buyer_locked`). A request that names
@@ -20,17 +24,19 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from rq import Retry
 from sqlalchemy.exc import IntegrityError
 
 from app import models as m
 from app import storage
 from app.clock import now
-from app.documents import invoices as invoice_pdf
 from app.extensions import db, queue
 from app.formatting import fmt_money
+from app.gateways.einvoice import InvoiceRequest, Outcome, PlatformError, einvoice_platform
 from app.labels import COLUMN_LABELS
 from app.scoping.actor import FINANCE, SYSTEM, WRITE, Actor
 from app.scoping.rules import get_scoped, scoped
@@ -39,13 +45,15 @@ from app.workflow import statements
 from app.workflow.audit import record, record_many
 from app.workflow.errors import BatchResult, InputRefused, WorkflowError
 from app.workflow.notices import Notice, create_notices, enqueue_sends, render
-from app.workflow.numbers import reserve
 from app.workflow.transitions import Move, as_id_select, move, table, wrong_state
 
 log = logging.getLogger(__name__)
 
-# The PDF job, by its dotted path (app.jobs imports the workflow, not the other way round).
+# The e-invoice job, by its dotted path (app.jobs imports the workflow, not the other way round).
 MAKE_PDF = "app.jobs.make_invoice_pdf"
+# Asking the platform again for an invoice it is still issuing (its guide polls after 3-5 s; a
+# red-letter form may wait up to 72 hours for the buyer, then the sweeper keeps asking).
+PLATFORM_RETRY = (5, 30, 120, 600, 1800, 3600)
 Inv = m.Invoice
 IS = m.InvoiceStatus
 IK = m.InvoiceKind
@@ -62,6 +70,8 @@ INVOICE_MOVES = table({
     # An e-invoice is voided by its red-letter reversal, a paper one when finance has it back.
     "reverse": Move(from_={IS.void_requested}, to=IS.voided),
     "void": Move(from_={IS.void_requested}, to=IS.voided),
+    # The platform refused the red-letter reversal (the buyer denied the form): still issued.
+    "keep": Move(from_={IS.void_requested}, to=IS.issued),
 })
 # The payment names the buyer for these channels: the paying unit's own corporate account.
 LOCKED_CHANNELS = (Ch.b2b, Ch.transfer)
@@ -69,9 +79,8 @@ LOCKED_CHANNELS = (Ch.b2b, Ch.transfer)
 OPEN_REFUND_STATUSES = (m.RefundStatus.requested, m.RefundStatus.approved,
                         m.RefundStatus.sent, m.RefundStatus.failed)
 PAPER_NUMBER = re.compile(r"^\d{8,20}$")
-# The e-invoice number's province (the seller's tax bureau: Shanghai) and issuing channel.
-E_INVOICE_PROVINCE = "31"
-E_INVOICE_CHANNEL = "2"
+# Our order number at the platform (orderNo, billId: at most 20 characters), one per invoice.
+PLATFORM_ORDER_PREFIX = "CIIE"
 
 
 @dataclass
@@ -272,89 +281,156 @@ def request_invoice(actor: Actor, order_id: int, kind: m.InvoiceKind | str,
 
 
 # --------------------------------------------------------------------------------------------
-# E-invoices and reversals: the PDF job
+# E-invoices and reversals: the job that has the platform issue them
 # --------------------------------------------------------------------------------------------
 
-def _next_numbers(count: int) -> list[str]:
-    """Numbers in the shape of a fully digitalised e-invoice (全电发票, 20 digits): the year's
-    last two digits, the issuing tax bureau's 2-digit province code (the seller's, Shanghai 31),
-    the issuing channel (1 digit), then a 15-digit sequence."""
-    prefix = f"{now().year % 100:02d}{E_INVOICE_PROVINCE}{E_INVOICE_CHANNEL}"
-    return [f"{prefix}{n:015d}" for n in reserve("invoice", count)]
+class EInvoicePending(Exception):
+    """The platform has not issued the invoice yet: the job runs again later."""
 
 
 def schedule_pdfs(invoice_ids: Iterable[int]) -> None:
-    """After the commit: make each e-invoice's (or reversal's) PDF in a job. Inline, a failure
-    leaves the invoice requested (finance can make it again) instead of failing the request."""
+    """After the commit: have the platform issue each e-invoice (or reversal) in a job, asked
+    again while the platform is still issuing. Inline, a failure leaves the invoice requested
+    (the sweeper, or finance, tries again) instead of failing the request."""
     for invoice_id in invoice_ids:
         if queue.inline:
             try:
                 queue.enqueue(MAKE_PDF, invoice_id)
+            except EInvoicePending:
+                log.info("invoice %s: the platform is still issuing it", invoice_id)
             except Exception:  # logged; the invoice stays as it was, retried from finance
                 db.session.rollback()
-                log.exception("invoice %s: PDF not made", invoice_id)
+                log.exception("invoice %s: not issued", invoice_id)
         else:
             # The requested invoice is the outbox: the sweeper enqueues it if Redis is down.
             queue.enqueue(MAKE_PDF, invoice_id, job_id=f"invoice-pdf-{invoice_id}",
-                          outbox=True)
+                          outbox=True, retry=Retry(max=len(PLATFORM_RETRY),
+                                                   interval=list(PLATFORM_RETRY)))
 
 
-def _document(invoice: m.Invoice, number: str, issued_at: Any) -> invoice_pdf.InvoiceDocument:
-    return invoice_pdf.InvoiceDocument(
-        number=number, issued_at=issued_at, order_number=invoice.order.number,
+def _platform_request(invoice: m.Invoice) -> InvoiceRequest:
+    original = invoice.reversal_of
+    return InvoiceRequest(
+        order_no=invoice.platform_order_no or f"{PLATFORM_ORDER_PREFIX}{invoice.id:016d}",
+        order_number=invoice.order.number, ordered_at=invoice.created_at,
         amount_fen=invoice.amount_fen, fee_fen=invoice.order.fee_fen,
         buyer_name=invoice.buyer_name, buyer_tax_id=invoice.buyer_tax_id,
         buyer_address=invoice.buyer_address, buyer_phone=invoice.buyer_phone,
         buyer_bank=invoice.buyer_bank, buyer_account=invoice.buyer_account,
-        reverses=invoice.reversal_of.number if invoice.reversal_of_id else None)
+        reverses=original.number if original else None)
+
+
+def _waiting(invoice_id: int) -> m.Invoice | None:
+    """The e-invoice (or reversal) waiting for the platform, locked; None for anything else."""
+    invoice = db.session.scalars(sa.select(Inv).where(Inv.id == invoice_id)
+                                 .with_for_update()).one_or_none()
+    if invoice is None or invoice.kind is not IK.e_normal or \
+            invoice.status not in INVOICE_MOVES["issue"].from_:
+        db.session.rollback()
+        return None
+    return invoice
 
 
 def make_pdf(invoice_id: int) -> str:
-    """Issue a requested e-invoice (number, date, PDF → issued), or make the PDF of a reversal
-    issued without one. Idempotent: the row is locked and anything else is skipped."""
-    invoice = db.session.scalars(sa.select(Inv).where(Inv.id == invoice_id)
-                                 .with_for_update()).one_or_none()
-    if invoice is None or invoice.kind is not IK.e_normal or invoice.pdf_key:
-        db.session.rollback()
+    """Have the invoicing platform issue a requested e-invoice or red-letter reversal: submit
+    it once (the platform knows it by our order number, so a job run twice submits it once),
+    then take its result: issued, its number, date and files are stored and the invoice is
+    issued (a reversal's original voided); refused, the request is rejected with the
+    platform's reason (a reversal's original issued again); still issuing, EInvoicePending
+    (the job runs again). Idempotent: the row is locked and anything not waiting is skipped."""
+    invoice = _waiting(invoice_id)
+    if invoice is None:
         return "skipped"
-    # A reversal is issued when it is created and only lacks its PDF; an original waits.
-    reversal = invoice.reversal_of_id is not None
-    if not (invoice.status is IS.issued if reversal
-            else invoice.status in INVOICE_MOVES["issue"].from_):
+    platform = einvoice_platform()
+    language = invoice.unit.language or "zh"
+    request = _platform_request(invoice)
+    if invoice.einvoice_platform is None:
+        with force_locale(language):
+            outcome = platform.submit(request)
+        if outcome.state == "refused":
+            return _refused(invoice, outcome)
+        invoice.einvoice_platform, invoice.platform_order_no = platform.name, request.order_no
+        invoice.platform_serial = outcome.serial
+        db.session.commit()
+        invoice = _waiting(invoice_id)
+        if invoice is None:
+            return "skipped"
+    with force_locale(language):
+        outcome = platform.result(request)
+    if outcome.state == "refused":
+        return _refused(invoice, outcome)
+    if outcome.state != "issued":
+        if outcome.serial and not invoice.platform_serial:
+            invoice.platform_serial = outcome.serial
+        db.session.commit()
+        raise EInvoicePending(request.order_no)
+    return _issued(invoice, outcome)
+
+
+def _issued(invoice: m.Invoice, outcome: Outcome) -> str:
+    """The platform issued it: its files stored, the invoice issued with the platform's number
+    and date; a reversal voids its original. The unit is told an ordinary one is ready."""
+    if not outcome.number or "pdf" not in outcome.files:
         db.session.rollback()
-        return "skipped"
-    number = invoice.number if reversal else _next_numbers(1)[0]
-    issued_at = invoice.issued_at if reversal else now()
-    with force_locale(invoice.unit.language or "zh"):
-        data = invoice_pdf.render(_document(invoice, number, issued_at))
-    key = storage.store(data, "pdf")
+        raise PlatformError(f"invoice {invoice.id}: issued without a number or a PDF")
+    keys = {f"{kind}_key": storage.store(data, kind) for kind, data in outcome.files.items()}
     try:
-        if reversal:
-            db.session.execute(sa.update(Inv).where(Inv.id == invoice.id, Inv.pdf_key.is_(None))
-                               .values(pdf_key=key))
-            record(SYSTEM, RECORD, invoice.id, "pdf")
+        _one(move(SYSTEM, Inv, [invoice.id], INVOICE_MOVES["issue"], label=_label(),
+                  commit=False,
+                  values={"number": outcome.number, "issued_at": outcome.issued_at or now(),
+                          "platform_serial": outcome.serial or invoice.platform_serial,
+                          **keys}))
+        if invoice.reversal_of_id is not None:
+            _one(move(SYSTEM, Inv, [invoice.reversal_of_id], INVOICE_MOVES["reverse"],
+                      label=_label(), commit=False,
+                      reason=_("Red-letter reversal %(number)s issued by the invoicing "
+                               "platform", number=outcome.number)))
             notification_ids: list[int] = []
         else:
-            _one(move(SYSTEM, Inv, [invoice.id], INVOICE_MOVES["issue"], label=_label(),
-                      commit=False,
-                      values={"number": number, "issued_at": issued_at, "pdf_key": key}))
             notification_ids = create_notices(invoice_notices([invoice.id], "issued"))
         db.session.commit()
     except Exception:
         db.session.rollback()
-        storage.remove(key)
+        for key in keys.values():
+            storage.remove(key)
         raise
     enqueue_sends(notification_ids)
     return "done"
 
 
+def _refused(invoice: m.Invoice, outcome: Outcome) -> str:
+    """The platform refused it: the request is rejected with the platform's reason (the unit
+    sees it and may ask again); a refused reversal leaves its original issued."""
+    reason = _("The invoicing platform refused it: %(reason)s",
+               reason=outcome.reason or "")[:500]
+    _one(move(SYSTEM, Inv, [invoice.id], INVOICE_MOVES["reject"], label=_label(), commit=False,
+              reason=reason, values={"reject_reason": reason}))
+    if invoice.reversal_of_id is not None:
+        _one(move(SYSTEM, Inv, [invoice.reversal_of_id], INVOICE_MOVES["keep"], label=_label(),
+                  commit=False, reason=reason))
+        notification_ids: list[int] = []
+    else:
+        notification_ids = create_notices(invoice_notices([invoice.id], "rejected"))
+    db.session.commit()
+    enqueue_sends(notification_ids)
+    return "refused"
+
+
+def invoice_file(invoice: m.Invoice, kind: str) -> str | None:
+    """The storage key of the invoice's PDF, OFD or XML to serve, or None. In production only
+    what the invoicing platform issued is served, never a PDF drawn here."""
+    key = getattr(invoice, f"{kind}_key", None)
+    if key and current_app.config.get("EINVOICE_PLATFORM_FILES_ONLY") and \
+            getattr(invoice, "einvoice_platform", None) in (None, "sandbox"):
+        return None
+    return key
+
+
 def regenerate(actor: Actor, invoice_ids: Iterable[int] | sa.Select) -> BatchResult:
-    """Finance makes again the e-invoices whose job failed (requested e-invoices, reversals
-    without a PDF)."""
+    """Finance has the platform asked again for the e-invoices (and reversals) it has not
+    issued yet, e.g. after the job gave up while the platform could not be reached."""
     _require_finance(actor)
-    waiting = sa.or_(sa.and_(Inv.status.in_(INVOICE_MOVES["issue"].from_),
-                             Inv.reversal_of_id.is_(None)),
-                     sa.and_(Inv.reversal_of_id.is_not(None), Inv.pdf_key.is_(None)))
+    waiting = Inv.status.in_(INVOICE_MOVES["issue"].from_)
     rows = db.session.execute(scoped(
         sa.select(Inv.id, Inv.status, _label().label("label"),
                   sa.and_(Inv.kind == IK.e_normal, waiting).label("ok"))
@@ -365,7 +441,7 @@ def regenerate(actor: Actor, invoice_ids: Iterable[int] | sa.Select) -> BatchRes
             result.done.append(row.id)
         else:
             result.refuse(row.id, row.label,
-                          _l("only an e-invoice waiting for its PDF can be made again"))
+                          _l("only an e-invoice waiting for the platform can be made again"))
     record_many(actor, RECORD, [(rid, None) for rid in result.done], "regenerate")
     db.session.commit()
     schedule_pdfs(result.done)
@@ -439,9 +515,9 @@ def reject_requests(actor: Actor, invoice_ids: Iterable[int] | sa.Select,
 
 def request_void(actor: Actor, invoice_ids: Iterable[int] | sa.Select,
                  reason: str | None = None) -> BatchResult:
-    """The unit asks to void invoices. An e-invoice is reversed at once: a red-letter reversal
-    is added (its PDF made by a job) and the original is voided. A paper invoice waits for
-    finance to confirm it came back."""
+    """The unit asks to void invoices. An e-invoice is reversed: a red-letter reversal is
+    requested from the invoicing platform (by a job) and the original is voided once the
+    platform issued it. A paper invoice waits for finance to confirm it came back."""
     if actor.unit_id is None:
         raise WorkflowError(_l("Only a unit account can do this."), 403)
     reason = (reason or "").strip()
@@ -477,24 +553,22 @@ def withdraw_requests(actor: Actor, invoice_ids: Iterable[int] | sa.Select) -> B
 
 
 def _reverse(invoice_ids: list[int], reason: str | None) -> list[int]:
-    """Add a red-letter reversal for each e-invoice and void the originals (by the system)."""
+    """Add a red-letter reversal request for each e-invoice (by the system): the platform
+    issues it, then the original is voided (`make_pdf`)."""
     originals = db.session.scalars(sa.select(Inv).where(Inv.id.in_(invoice_ids))
                                    .order_by(Inv.id)).all()
-    issued_at = now()
-    numbers = _next_numbers(len(originals))
+    created_at = now()
     reversal_ids = list(db.session.scalars(sa.insert(Inv).returning(Inv.id), [
         {"order_id": o.order_id, "unit_id": o.unit_id, "kind": IK.e_normal,
-         "status": IS.issued, "number": number, "amount_fen": o.amount_fen,
+         "status": IS.requested, "amount_fen": o.amount_fen,
          "buyer_name": o.buyer_name, "buyer_tax_id": o.buyer_tax_id,
          "buyer_address": o.buyer_address, "buyer_phone": o.buyer_phone,
          "buyer_bank": o.buyer_bank, "buyer_account": o.buyer_account,
-         "buyer_locked": o.buyer_locked, "issued_at": issued_at, "reversal_of_id": o.id,
-         "created_at": issued_at, "updated_at": issued_at}
-        for o, number in zip(originals, numbers, strict=True)]))
+         "buyer_locked": o.buyer_locked, "reversal_of_id": o.id,
+         "created_at": created_at, "updated_at": created_at}
+        for o in originals]))
     record_many(SYSTEM, RECORD, [(rid, None) for rid in reversal_ids], "reversal",
-                to_state=IS.issued, reason=reason)
-    move(SYSTEM, Inv, invoice_ids, INVOICE_MOVES["reverse"], label=_label(), reason=reason,
-         commit=False)
+                to_state=IS.requested, reason=reason)
     return reversal_ids
 
 

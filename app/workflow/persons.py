@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Iterable
 
 import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from PIL import Image
 from sqlalchemy.exc import IntegrityError
 
 from app import models as m
 from app import storage
 from app.clock import now
+from app.documents import photo_check
+from app.documents.photo_check import PhotoCheck
 from app.extensions import db
 from app.scoping.actor import WRITE, Actor
 from app.scoping.rules import get_scoped, scoped
@@ -103,12 +107,13 @@ def unit_registration_for(actor: Actor, edition: m.Edition) -> m.UnitRegistratio
 
 
 class FieldRefused(WorkflowError):
-    """Input of one field refused (400): the form shows the reason at that field."""
+    """Input of one field refused (400, or 413 for a file too large): the form shows the
+    reason at that field."""
 
     status_code = 400
 
-    def __init__(self, field: str, message: Any) -> None:
-        super().__init__(message, 400)
+    def __init__(self, field: str, message: Any, status_code: int = 400) -> None:
+        super().__init__(message, status_code)
         self.field = field
 
 
@@ -127,43 +132,156 @@ def _gender(chosen: m.Gender | str | None, document) -> m.Gender:
     return document.gender
 
 
+# The person form and the spreadsheet import (app/workflow/person_import.py) check each field
+# with these functions: one rule, one message, whichever way the person comes in.
+NAME_MAX = 100
+TEXT_MAX = 100
+EMAIL_MAX = 254
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def clean_name(value: str | None) -> str:
+    """The name as typed (full-width forms read as ASCII); never a formula."""
+    name = normalise_text(value).strip()
+    if not name:
+        raise FieldRefused("name", _l("Name: enter the name."))
+    if len(name) > NAME_MAX:
+        raise FieldRefused("name", _l("Name: at most %(max)d characters.", max=NAME_MAX))
+    if name.startswith("="):
+        raise FieldRefused("name", _l("Name: “%(text)s” is a formula; type the name itself.",
+                                      text=name[:40]))
+    return name
+
+
+def clean_nationality(value: str | None) -> str:
+    """A 2-letter country code (ISO 3166-1), CN when left empty."""
+    code = normalise_text(value).strip().upper() or "CN"
+    if not _COUNTRY.match(code):
+        raise FieldRefused("nationality", _l("Nationality: the 2-letter country code, e.g. "
+                                             "CN, HK, US."))
+    return code
+
+
+def clean_email(value: str | None) -> str | None:
+    email = (value or "").strip()
+    if not email:
+        return None
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        raise FieldRefused("email", _l("E-mail: this is not a valid e-mail address.")) from None
+    if len(email) > EMAIL_MAX:
+        raise FieldRefused("email", _l("E-mail: at most %(max)d characters.", max=EMAIL_MAX))
+    return email
+
+
+def clean_job_title(value: str | None) -> str | None:
+    title = normalise_text(value).strip()
+    if len(title) > TEXT_MAX:
+        raise FieldRefused("job_title", _l("Job title: at most %(max)d characters.",
+                                           max=TEXT_MAX))
+    return title or None
+
+
+def clean_entry_dates(dates: Iterable[date], edition: m.Edition) -> list[date]:
+    dates = sorted(set(dates))
+    days = set(edition.days)
+    if any(d not in days for d in dates):
+        raise FieldRefused("entry_dates", _l(
+            "Entry dates must be exhibition days (%(first)s to %(last)s).",
+            first=edition.start_date.isoformat(), last=edition.end_date.isoformat()))
+    return dates
+
+
+def person_refusals(data: PersonData, edition: m.Edition
+                    ) -> tuple[PersonData | None, list[FieldRefused]]:
+    """Every field of the person checked: the cleaned data, or None and each field's refusal
+    (the ID number, mobile, gender and entry dates first, as the form reports them)."""
+    refusals: list[FieldRefused] = []
+
+    def checked(check: Any, *args: Any) -> Any:
+        try:
+            return check(*args)
+        except FieldRefused as exc:
+            refusals.append(exc)
+            return None
+
+    def document_of(id_type: m.IdType, number: str | None) -> Any:
+        try:
+            return read_id_document(id_type, number)
+        except ValidationFailed as exc:
+            raise FieldRefused("id_number", exc.message) from None
+
+    def mobile_of(value: str | None) -> str | None:
+        try:
+            return normalise_mobile(value) if value else None
+        except ValidationFailed as exc:
+            raise FieldRefused("mobile", exc.message) from None
+
+    document = checked(document_of, data.id_type, data.id_number)
+    mobile = checked(mobile_of, data.mobile)
+    gender = checked(_gender, data.gender, document) if document is not None else None
+    dates = checked(clean_entry_dates, data.entry_dates, edition)
+    name = checked(clean_name, data.name)
+    nationality = checked(clean_nationality, data.nationality)
+    email = checked(clean_email, data.email)
+    job_title = checked(clean_job_title, data.job_title)
+    if refusals:
+        return None, refusals
+    return PersonData(name, gender, m.IdType(data.id_type), document.number, nationality,
+                      mobile, email, job_title, dates), []
+
+
 def _clean(data: PersonData, edition: m.Edition) -> PersonData:
-    try:
-        document = read_id_document(data.id_type, data.id_number)
-    except ValidationFailed as exc:
-        raise FieldRefused("id_number", exc.message) from None
-    try:
-        mobile = normalise_mobile(data.mobile) if data.mobile else None
-    except ValidationFailed as exc:
-        raise FieldRefused("mobile", exc.message) from None
-    gender = _gender(data.gender, document)
-    outside = [d for d in data.entry_dates if d not in edition.days]
-    if outside:
-        raise WorkflowError(_l("Entry dates must be exhibition days (%(first)s to %(last)s).",
-                               first=edition.start_date.isoformat(),
-                               last=edition.end_date.isoformat()), 400)
-    return PersonData(normalise_text(data.name).strip(), gender, m.IdType(data.id_type),
-                      document.number, normalise_text(data.nationality or "CN").upper(),
-                      mobile, (data.email or "").strip() or None,
-                      (data.job_title or "").strip() or None, sorted(set(data.entry_dates)))
+    cleaned, refusals = person_refusals(data, edition)
+    if refusals:
+        raise refusals[0]
+    return cleaned
 
 
 PHOTO_TYPES = ("image/jpeg", "image/png")
 THUMBNAIL_SIZE = (120, 160)
 
 
-def store_photo(file_storage) -> tuple[str, str]:
-    """Check and store an ID photo and its thumbnail; returns (photo key, thumbnail key)."""
-    data, _content_type, ext = storage.read_upload(
-        file_storage, current_app.config["MAX_PHOTO_BYTES"], PHOTO_TYPES)
-    image = Image.open(io.BytesIO(data))
-    if image.width < 100 or image.height < 120:
-        raise WorkflowError(_l("The photo is too small: at least 100 × 120 pixels."), 400)
+def store_photo(person: m.Person, file_storage) -> PhotoCheck:
+    """Check an uploaded badge photo (app/documents/photo_check.py) and, unless refused, store
+    it upright with its thumbnail and put the keys, the verdict and the figures on the person.
+    A refusal names the photo field and every reason; the caller removes the old files after
+    its commit."""
+    try:
+        data, _content_type, ext = storage.read_upload(
+            file_storage, current_app.config["MAX_PHOTO_BYTES"], PHOTO_TYPES)
+    except WorkflowError as exc:
+        raise FieldRefused("photo", _l("Photo: %(reason)s", reason=exc.message),
+                           exc.status_code) from None
+    limits = photo_check.PhotoLimits.from_config(current_app.config)
+    too_large = photo_check.oversized(data, limits)
+    if too_large is not None:
+        raise FieldRefused("photo", _("Photo: %(problems)s", problems=str(too_large)))
+    image, turned = photo_check.upright(data)
+    check = photo_check.check_photo(image, limits)
+    if check.verdict is m.PhotoVerdict.refused:
+        raise FieldRefused("photo", photo_message(check, limits))
+    if turned:
+        # Stored as the check saw it: badges and viewers that ignore the orientation tag
+        # show it upright too.
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, "JPEG", quality=92)
+        data, ext = buffer.getvalue(), "jpg"
     thumb = image.convert("RGB")
     thumb.thumbnail(THUMBNAIL_SIZE)
     buffer = io.BytesIO()
     thumb.save(buffer, "JPEG", quality=85)
-    return storage.store(data, ext), storage.store(buffer.getvalue(), "jpg")
+    person.photo_key, person.thumb_key = storage.store(data, ext), storage.store(
+        buffer.getvalue(), "jpg")
+    person.photo_verdict, person.photo_check = check.verdict, check.figures()
+    return check
+
+
+def photo_message(check: PhotoCheck, limits: photo_check.PhotoLimits) -> str:
+    """"Photo: " and each problem found, in the request's language."""
+    return _("Photo: %(problems)s", problems=" ".join(
+        str(photo_check.problem_message(p, check, limits)) for p in check.problems))
 
 
 def write_person_data(registration: m.PersonRegistration, person: m.Person, data: PersonData,
@@ -190,16 +308,22 @@ def write_person_data(registration: m.PersonRegistration, person: m.Person, data
                                "this edition."), 409) from None
 
 
+def require_persons_open(edition: m.Edition, unit_registration: m.UnitRegistration) -> None:
+    """Persons are added and changed (by the form or from a spreadsheet) until the delegation
+    deadline, and not by a unit whose registration was rejected."""
+    if unit_registration.status is m.UnitStatus.rejected:
+        raise WorkflowError(_l("Your unit's registration was rejected; persons cannot be "
+                               "added."))
+    require_delegation_window(edition, unit_registration.delegation_id)
+
+
 def save_person(actor: Actor, data: PersonData, registration_id: int | None = None,
                 photo=None) -> m.PersonRegistration:
     """Create a draft person of the actor's unit, or change one that is still a draft.
     A badge-reuse person keeps what the old badge shows: only contact details change."""
     edition = current_edition()
     unit_registration = unit_registration_for(actor, edition)
-    if unit_registration.status is m.UnitStatus.rejected:
-        raise WorkflowError(_l("Your unit's registration was rejected; persons cannot be "
-                               "added."))
-    require_delegation_window(edition, unit_registration.delegation_id)
+    require_persons_open(edition, unit_registration)
     data = _clean(data, edition)
     if registration_id is None:
         person = m.Person(unit_id=actor.unit_id)
@@ -219,7 +343,7 @@ def save_person(actor: Actor, data: PersonData, registration_id: int | None = No
             return _save_reuse_contacts(actor, registration, data)
     old_files = (person.photo_key, person.thumb_key) if photo else (None, None)
     if photo:
-        person.photo_key, person.thumb_key = store_photo(photo)
+        store_photo(person, photo)
     write_person_data(registration, person, data, edition)
     record(actor, "person_registration", registration.id,
            "create" if before is None else "update",

@@ -30,9 +30,6 @@ from app.gateways.payments.base import (
     fen_from_text,
     load_private_key,
     load_public_key,
-    params_signed_by,
-    sign_params,
-    signing_string,
     yuan_text,
     yuan_to_fen,
 )
@@ -40,8 +37,8 @@ from app.gateways.payments.wechat import WechatPayGateway
 
 __all__ = ["AlipayGateway", "GatewayError", "HttpLink", "InvalidNotification", "PaymentGateway",
            "ProviderUnreachable", "WechatPayGateway", "fen_from_text", "gateway_for",
-           "install_gateway_factory", "load_private_key", "load_public_key", "params_signed_by",
-           "production_gateway", "sign_params", "signing_string", "yuan_text", "yuan_to_fen"]
+           "install_gateway_factory", "load_private_key", "load_public_key",
+           "production_gateway", "yuan_text", "yuan_to_fen"]
 
 GatewayFactory = Callable[[m.PaymentChannel], PaymentGateway]
 # Where an app keeps the factory a development package installed (app.extensions).

@@ -1,13 +1,7 @@
 """What every payment provider's adapter shares: the interface, its errors and answers, the one
-HTTP hop to a provider (`Link`), exact money conversion and the signing helpers.
+HTTP hop to a provider (`Link`), exact money conversion and the RSA helpers.
 
-UnionPay and the **B2B bank gateway** have no Python SDK. Both use signed parameters (the
-`SignedParamsGateway` here): every message is a set of string parameters (form-encoded over
-HTTP). The string to sign is every parameter except the signature field and empty values,
-sorted by name, written `name=value` (raw, not URL-encoded) and joined with `&`, encoded UTF-8;
-the signature is base64 of RSA PKCS#1 v1.5 over SHA-256 of that string. The merchant signs its
-requests with its private key; the provider signs its answers and notifications with its own,
-and we verify them with the provider's public key.
+UnionPay's two products (QR code and B2B) speak UnionPay ACP 5.1.0, in `acp`.
 
 Money is integer fen everywhere; yuan strings are converted exactly with Decimal.
 """
@@ -21,7 +15,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
-from urllib.parse import parse_qsl, urlencode
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -126,25 +119,6 @@ def rsa_verify(key: rsa.RSAPublicKey, text: str, signature: str) -> bool:
     return True
 
 
-def signing_string(params: Mapping[str, str], sign_field: str) -> str:
-    """The signed-parameter string of UnionPay and the B2B gateway (see the module doc)."""
-    return "&".join(f"{k}={params[k]}" for k in sorted(params)
-                    if k != sign_field and params[k] != "")
-
-
-def sign_params(params: Mapping[str, str], key: rsa.RSAPrivateKey,
-                sign_field: str) -> dict[str, str]:
-    """The parameters with their signature added."""
-    signed = dict(params)
-    signed[sign_field] = rsa_sign(key, signing_string(params, sign_field))
-    return signed
-
-
-def params_signed_by(params: Mapping[str, str], key: rsa.RSAPublicKey, sign_field: str) -> bool:
-    signature = params.get(sign_field, "")
-    return bool(signature) and rsa_verify(key, signing_string(params, sign_field), signature)
-
-
 # --------------------------------------------------------------------------------------------
 # The one HTTP hop to a provider's API
 # --------------------------------------------------------------------------------------------
@@ -200,18 +174,6 @@ def read_setting(config: Mapping[str, Any], name: str) -> str:
     return str(value)
 
 
-@dataclass(frozen=True)
-class SignedParamsSettings:
-    """UnionPay and B2B: our merchant id, our key, the provider's key, where to reach it."""
-
-    merchant_id: str
-    private_key: str
-    provider_public_key: str
-    api_url: str
-    # B2B only: the bank's page the unit's browser is sent to.
-    pay_url: str = ""
-
-
 def notify_url(channel: m.PaymentChannel) -> str:
     """The URL providers post notifications to: the configured public base URL of the app, or
     this request's own host."""
@@ -239,8 +201,9 @@ class PaymentGateway(ABC):
     @abstractmethod
     def create(self, payment: m.Payment, order: m.Order) -> dict[str, str]:
         """Open the payment at the provider (called while serving the unit's request):
-        {"qr_code": content} for QR channels, {"redirect_url": url} for B2B. Asking again for
-        the same payment is harmless. Raises GatewayError."""
+        {"qr_code": content} for QR channels; for B2B {"form_action": url, "form_fields":
+        {…}}, the form the unit's browser posts to the bank. Asking again for the same
+        payment is harmless. Raises GatewayError."""
 
     @abstractmethod
     def verify_notification(self, request: Request) -> VerifiedNotification:
@@ -258,40 +221,3 @@ class PaymentGateway(ABC):
     def refund(self, payment: m.Payment, refund_number: str, amount_fen: int) -> RefundAnswer:
         """Refund part or all of a confirmed payment. Idempotent on `refund_number`: asking
         again never refunds twice. Raises GatewayError when no answer can be trusted."""
-
-
-class SignedParamsGateway(PaymentGateway):
-    """The signed-parameter protocol shared by UnionPay and the B2B gateway."""
-
-    sign_field: ClassVar[str]
-    merchant_field: ClassVar[str]
-
-    def __init__(self, settings: SignedParamsSettings, link: Link) -> None:
-        self.settings = settings
-        self.link = link
-        self.private_key = load_private_key(settings.private_key)
-        self.provider_key = load_public_key(settings.provider_public_key)
-
-    def _signed(self, params: Mapping[str, str]) -> dict[str, str]:
-        return sign_params(params, self.private_key, self.sign_field)
-
-    def _genuine(self, params: Mapping[str, str]) -> bool:
-        return params_signed_by(params, self.provider_key, self.sign_field) and \
-            params.get(self.merchant_field) == self.settings.merchant_id
-
-    def _call(self, path: str, params: Mapping[str, str]) -> dict[str, str]:
-        """POST signed parameters; the answer's parameters once their signature checks out."""
-        answer = self.link.send(
-            "POST", self.settings.api_url.rstrip("/") + path,
-            {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
-            urlencode(self._signed(params)).encode())
-        values = dict(parse_qsl(answer.text, keep_blank_values=True))
-        if not self._genuine(values):
-            raise GatewayError(f"unsigned or unverifiable answer (HTTP {answer.status})")
-        return values
-
-    def _notification(self, request: Request) -> dict[str, str]:
-        params = request.form.to_dict()
-        if not self._genuine(params):
-            raise InvalidNotification("bad signature or another merchant")
-        return params
