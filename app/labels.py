@@ -179,6 +179,9 @@ COLUMN_LABELS = {
     "last_error": _l("Last error"),
     "sent_at": _l("Sent at"),
     "attempted_at": _l("Last try"),
+    # The name's search tokens a registration carries (issue 14): never shown, but FAB counts
+    # every column among the add and edit columns of a view that declares none.
+    "name_search": _l("Name search tokens"),
     # An SMS goes as the provider's template with its parameters (app/gateways/sms.py).
     "sms_template": _l("SMS template"),
     "sms_params": _l("SMS template parameters"),

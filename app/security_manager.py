@@ -255,7 +255,8 @@ _PERMISSION_VERBS = {
     "can_request": _l("Request"), "can_reveal": _l("Display the full number"),
     "can_scan": _l("Scan"), "can_ship": _l("Ship"), "can_submit": _l("Submit"),
     "can_this_form_get": _l("Open the form"), "can_this_form_post": _l("Send the form"),
-    "can_userinfo": _l("Own user information"), "can_voucher": _l("Transfer voucher"),
+    "can_template": _l("Download the template"), "can_userinfo": _l("Own user information"),
+    "can_voucher": _l("Transfer voucher"),
     "resetmypassword": _l("Change own password"), "resetpasswords": _l("Reset passwords"),
     "userinfoedit": _l("Edit own user information"),
 }

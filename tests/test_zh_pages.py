@@ -23,7 +23,7 @@ ACCOUNTS = (UNIT_A, UNIT_F, "sh-delegation", "sh-pudong", "finance", "reviewer",
 ALLOWED = {
     # Codes, formats and units Chinese text writes in Latin letters too.
     "CIIE", "USCC", "QR", "B2B", "ID", "APP", "VIP", "OK", "PDF", "Excel", "CSV", "UTF", "xls",
-    "xlsx", "GBK", "JPEG", "PNG", "MB",
+    "xlsx", "GBK", "JPEG", "PNG", "MB", "zip", "jpg",
     # The language switch names each language in its own language.
     "English",
 }
