@@ -36,6 +36,9 @@ FORM_FIELD_LABELS = {
     "password": _l("Password"),
     "confirm": _l("Confirm the password"),
     "q": _l("Search"),
+    # The person import's files (app/workflow/person_import.py names them alike).
+    "person_sheet": _l("Spreadsheet of persons"),
+    "person_photos": _l("Photos (zip)"),
 }
 _labels: dict[str, Any] = dict(FORM_FIELD_LABELS)
 

@@ -409,3 +409,40 @@ def test_a_file_that_is_no_zip_of_photos_is_refused(login, world):
         "person_photos": (io.BytesIO(b"not a zip"), "photos.zip")},
         content_type="multipart/form-data")
     assert page.status_code == 400 and "Photos (zip)" in text_of(page)
+
+
+@pytest.mark.parametrize("column, value", [
+    ("职务", "采购\x00经理"), ("职务", "经" * 5000), ("姓名", "王\x00建国"),
+    ("性别", "第三种"), ("证件类型", "驾驶证"), ("电子邮箱", "a\x00@example.com"),
+])
+def test_hostile_cells_are_refused_never_a_server_error(login, world, column, value):
+    """A NUL byte, text longer than its column and a value outside a list, typed into a
+    cell: a file with a NUL byte is no text file (refused at the file's field); any other
+    bad cell refuses its row naming the column. Nothing is added either way."""
+    header = ["姓名", "性别", "证件类型", "证件号码", "国籍", "手机", "电子邮箱", "职务",
+              "入场日期"]
+    row = ["王建国", "", "居民身份证", "360426199101010071", "CN", "13800138000",
+           "wangjg@example.com", "采购经理", "全部"]
+    row[header.index(column)] = value
+    client = unit_client(login)
+    before = set(registrations("浦东医疗器械"))
+    # As a CSV: a worksheet cannot hold a NUL byte (openpyxl refuses to write one).
+    text = "\n".join(",".join(cells) for cells in (header, row)) + "\n"
+    page = preview(client, text.encode("utf-8"), "hostile.csv")
+    if "\x00" in value:
+        assert page.status_code == 400
+        assert "人员名单表格" in text_of(page)
+    else:
+        assert page.status_code == 200
+        assert counts(page)["refused"] == 1 and counts(page)["add"] == 0
+        assert re.search(r'class="danger import-refused-row" data-row="2"', page.data.decode())
+    assert set(registrations("浦东医疗器械")) == before
+
+
+def test_a_file_name_with_a_nul_byte_is_refused_naming_the_field(login, world):
+    client = unit_client(login)
+    before = set(registrations("浦东医疗器械"))
+    page = preview(client, gbk_csv(), "人员\x00名单.csv")
+    assert page.status_code == 400
+    assert "人员名单表格" in text_of(page) and "控制字符" in text_of(page)
+    assert set(registrations("浦东医疗器械")) == before
