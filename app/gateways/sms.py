@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 
+from app.gateways import missing_secret, secret_setting
 from app.search_keys import normalised_mobile
 
 log = logging.getLogger(__name__)
@@ -108,15 +109,6 @@ def e164(mobile: str) -> str:
     return normalised if normalised.startswith("+") else "+86" + normalised
 
 
-def _secret(name: str) -> str:
-    """A secret from <NAME> or the file named by <NAME>_FILE (kept outside the repository)."""
-    config = current_app.config
-    if config.get(f"{name}_FILE"):
-        with open(config[f"{name}_FILE"], encoding="utf-8") as fh:
-            return fh.read().strip()
-    return config.get(name) or ""
-
-
 def _endpoint(value: str) -> tuple[str, str]:
     """(scheme, host[:port]) of an endpoint setting: a bare host is HTTPS; the loopback stub
     of the tests is given as http://127.0.0.1:<port>."""
@@ -196,7 +188,7 @@ class AliyunSmsGateway:
         timeout_ms = int(float(config["SMS_TIMEOUT"]) * 1000)
         self.client = Client(Config(
             access_key_id=config.get("ALIYUN_SMS_ACCESS_KEY_ID") or "",
-            access_key_secret=_secret("ALIYUN_SMS_ACCESS_KEY_SECRET"),
+            access_key_secret=secret_setting("ALIYUN_SMS_ACCESS_KEY_SECRET"),
             region_id=config["ALIYUN_SMS_REGION"], endpoint=host, protocol=scheme,
             connect_timeout=timeout_ms, read_timeout=timeout_ms))
         self.sign_name = config.get("ALIYUN_SMS_SIGN_NAME") or ""
@@ -293,7 +285,7 @@ class TencentSmsGateway:
             reqTimeout=int(float(config["SMS_TIMEOUT"]))))
         self.client = sms_client.SmsClient(
             credential.Credential(config.get("TENCENT_SMS_SECRET_ID") or "",
-                                  _secret("TENCENT_SMS_SECRET_KEY")),
+                                  secret_setting("TENCENT_SMS_SECRET_KEY")),
             config["TENCENT_SMS_REGION"], profile)
         self.app_id = config.get("TENCENT_SMS_SDK_APP_ID") or ""
         self.sign_name = config.get("TENCENT_SMS_SIGN_NAME") or ""
@@ -373,8 +365,7 @@ def missing_settings(config: Any) -> list[str]:
     needed = (["ACCESS_KEY_ID", "SIGN_NAME"] if backend == "aliyun"
               else ["SECRET_ID", "SDK_APP_ID", "SIGN_NAME"])
     missing = [prefix + name for name in needed if not config.get(prefix + name)]
-    if not (config.get(prefix + secret) or config.get(prefix + secret + "_FILE")):
-        missing.append(f"{prefix}{secret} or {prefix}{secret}_FILE")
+    missing += missing_secret(config, prefix + secret)
     if _endpoint(config.get(prefix + "ENDPOINT") or "")[0] != "https":
         missing.append(prefix + "ENDPOINT (https only: http:// is for the tests' stub)")
     codes = config.get(prefix + "TEMPLATES") or {}

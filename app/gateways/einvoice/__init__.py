@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from flask import current_app
 
+from app.gateways import missing_secret
+
 # Adapters by the name EINVOICE_PLATFORM gives.
 PLATFORMS = ("nuonuo", "sandbox")
 # The files a platform issues, by kind, and what each is served as.
@@ -70,15 +72,6 @@ class EInvoicePlatform(Protocol):
     def result(self, request: InvoiceRequest) -> Outcome: ...
 
 
-def setting(name: str) -> str:
-    """A setting, or for a secret the file named by <NAME>_FILE (kept outside the repository)."""
-    config = current_app.config
-    if config.get(f"{name}_FILE"):
-        with open(config[f"{name}_FILE"], encoding="utf-8") as fh:
-            return fh.read().strip()
-    return str(config.get(name) or "")
-
-
 def einvoice_platform() -> EInvoicePlatform:
     name = current_app.config.get("EINVOICE_PLATFORM", "sandbox")
     if name == "nuonuo":
@@ -102,8 +95,7 @@ def missing_settings(config: Any) -> list[str]:
     missing = [n for n in ("NUONUO_APP_KEY", "NUONUO_CLERK", "NUONUO_FILE_HOSTS",
                            "INVOICE_SELLER_TAX_ID") if not config.get(n)]
     for secret in ("NUONUO_APP_SECRET", "NUONUO_ACCESS_TOKEN"):
-        if not (config.get(secret) or config.get(f"{secret}_FILE")):
-            missing.append(f"{secret} or {secret}_FILE")
+        missing += missing_secret(config, secret)
     if not str(config.get("NUONUO_URL") or "").startswith("https://"):
         missing.append("NUONUO_URL (https only)")
     return missing

@@ -34,7 +34,8 @@ from nuonuo import Nuonuo, NuonuoError
 
 from app.clock import SHANGHAI
 from app.documents.invoices import lines, split_tax
-from app.gateways.einvoice import FILE_TYPES, InvoiceRequest, Outcome, PlatformError, setting
+from app.gateways import secret_setting
+from app.gateways.einvoice import FILE_TYPES, InvoiceRequest, Outcome, PlatformError
 
 SUCCESS = "E0000"
 DUPLICATE_ORDER = "E9106"
@@ -71,8 +72,8 @@ class NuonuoPlatform:
         config = current_app.config
         self.config = config
         self.client = Nuonuo(
-            config["NUONUO_APP_KEY"], setting("NUONUO_APP_SECRET"),
-            access_token=setting("NUONUO_ACCESS_TOKEN"),
+            config["NUONUO_APP_KEY"], secret_setting("NUONUO_APP_SECRET"),
+            access_token=secret_setting("NUONUO_ACCESS_TOKEN"),
             tax_number=config.get("NUONUO_USER_TAX") or "", base_url=config["NUONUO_URL"],
             timeout=(5, float(config["NUONUO_TIMEOUT"])))
         self.file_hosts = {h.strip().lower() for h in
