@@ -278,6 +278,18 @@ class Config:
     BADGE_SIGNING_KEYS_DIR = _env("BADGE_SIGNING_KEYS_DIR", os.path.join(INSTANCE_DIR,
                                                                           "badge-keys"))
     BADGE_SIGNING_KEY_REQUIRED = False
+    # ID and mobile numbers are sealed at rest (app/pii.py: AES-256-GCM) and searched by a
+    # keyed hash (HMAC-SHA256). PII_KEYS: "kid:base64-of-32-bytes" entries (commas or new
+    # lines), PII_KEY_ID the one that seals (the last when unset); PII_SEARCH_KEY: base64 of
+    # 32 bytes or more. Each may be a file (*_FILE) outside the repository. Development and
+    # tests derive both from SECRET_KEY; production refuses to start without them
+    # (`python -m app.pii` makes keys, `flask ciie rotate-keys`, docs/production.md).
+    PII_KEYS = _env("PII_KEYS")
+    PII_KEYS_FILE = _env("PII_KEYS_FILE")
+    PII_KEY_ID = _env("PII_KEY_ID")
+    PII_SEARCH_KEY = _env("PII_SEARCH_KEY")
+    PII_SEARCH_KEY_FILE = _env("PII_SEARCH_KEY_FILE")
+    PII_KEYS_REQUIRED = False
 
 
 class DevelopmentConfig(Config):
@@ -297,6 +309,8 @@ class ProductionConfig(Config):
     PROVIDERS_REQUIRED = True
     # ... and without a badge signing key.
     BADGE_SIGNING_KEY_REQUIRED = True
+    # ... and without the keys that seal personal data.
+    PII_KEYS_REQUIRED = True
     # Units download only the files the invoicing platform issued, never a PDF drawn here.
     EINVOICE_PLATFORM_FILES_ONLY = True
 

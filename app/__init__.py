@@ -57,6 +57,12 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
             raise RuntimeError("production needs these provider settings: "
                                + "; ".join(refusals))
     _badge_signing_key(app)
+    from app.pii import KeySettingError, build_ring
+
+    try:
+        app.extensions["ciie_pii"] = build_ring(app.config)
+    except KeySettingError as exc:
+        raise RuntimeError(str(exc)) from None
     os.makedirs(app.config["UPLOAD_FOLDER"], exist_ok=True)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         os.makedirs(os.path.dirname(app.config["SQLALCHEMY_DATABASE_URI"][10:]) or ".",

@@ -1,5 +1,6 @@
 """CLI: `flask ciie init` (permissions and roles), `flask ciie demo`, `flask ciie worker`,
-`flask ciie sweep`, `flask ciie badge-keys generate|rotate|list`, `flask ciie providers check`."""
+`flask ciie sweep`, `flask ciie badge-keys generate|rotate|list`, `flask ciie rotate-keys`,
+`flask ciie providers check`."""
 from __future__ import annotations
 
 import re
@@ -151,6 +152,29 @@ def list_badge_keys_command() -> None:
         private = (Path(folder) / f"{kid}.key").exists()
         click.echo(f"{kid}  {'signing' if kid == ring.signing_kid else 'published'}"
                    f"{'' if private else '  (private key removed)'}")
+
+
+@ciie.command("rotate-keys")
+@click.option("--batch", default=2000, show_default=True, help="Rows per transaction.")
+def rotate_keys_command(batch: int) -> None:
+    """Seal every stored ID and mobile number with the current key (PII_KEY_ID) and compute
+    the keyed hashes again with PII_SEARCH_KEY. Commits each batch: a stopped run loses
+    nothing and a second run carries on; run it until it reports nothing rewritten, then an
+    old key may leave PII_KEYS."""
+    from app.pii import ring
+    from app.pii_rows import reseal
+    from app.scoping.actor import SYSTEM
+    from app.workflow.audit import record
+
+    keys = ring()
+    with db.engine.connect() as connection:
+        counts = reseal(connection, keys, batch=batch, commit=connection.commit)
+    record(SYSTEM, "pii_keys", 0, "rotate", detail={"key": keys.current, **counts})
+    db.session.commit()
+    total = sum(counts.values())
+    click.echo(f"sealed with key {keys.current}: "
+               + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if total
+                  else "nothing out of date"))
 
 
 providers = AppGroup("providers", help="The outside services: which, in which mode, how they fare.")

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, aliased, column_property, mapped_column, relationship, validates
 
 from app.clock import now
+from app.pii import ID_NUMBER, MOBILE, Sealed
 from app.search_keys import name_tokens
 
 metadata = Model.metadata
@@ -631,7 +632,7 @@ class Unit(TimestampMixin, Model):
     country: Mapped[Optional[str]] = mapped_column(sa.String(2))
     address: Mapped[Optional[str]] = mapped_column(sa.String(300))
     # Contact on file: where returning-unit verification codes and notices are sent.
-    mobile: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    mobile: Mapped[Optional[str]] = mapped_column(Sealed(MOBILE))
     email: Mapped[Optional[str]] = mapped_column(sa.String(254))
     language: Mapped[str] = mapped_column(sa.String(5), default="zh", nullable=False)
 
@@ -676,7 +677,7 @@ class UnitRegistration(TimestampMixin, Model):
                                                  server_default=sa.false())
     contact_name: Mapped[Optional[str]] = mapped_column(sa.String(100))
     contact_title: Mapped[Optional[str]] = mapped_column(sa.String(100))
-    contact_mobile: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    contact_mobile: Mapped[Optional[str]] = mapped_column(Sealed(MOBILE))
     contact_email: Mapped[Optional[str]] = mapped_column(sa.String(254))
     purchase_intentions: Mapped[Optional[str]] = mapped_column(sa.Text)
     reason: Mapped[Optional[str]] = mapped_column(sa.Text)
@@ -751,7 +752,7 @@ class AccountClaim(Model):
     delegation_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("delegation.id"))
     sub_delegation_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("delegation.id"))
     referral_code_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("referral_code.id"))
-    mobile: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    mobile: Mapped[str] = mapped_column(Sealed(MOBILE), nullable=False)
     email: Mapped[str] = mapped_column(sa.String(254), nullable=False)
     password_hash: Mapped[str] = mapped_column(sa.String(256), nullable=False)
     language: Mapped[str] = mapped_column(sa.String(5), default="zh", nullable=False)
@@ -830,7 +831,8 @@ class Person(TimestampMixin, Model):
 
     __tablename__ = "person"
     __table_args__ = (
-        sa.UniqueConstraint("unit_id", "id_type", "id_number"),
+        # The number is sealed (app.pii): its keyed hash holds the uniqueness.
+        sa.UniqueConstraint("unit_id", "id_type", "id_search_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -840,9 +842,9 @@ class Person(TimestampMixin, Model):
     name: Mapped[str] = mapped_column(sa.String(100), nullable=False)
     gender: Mapped[Gender] = enum_column(Gender, nullable=False)
     id_type: Mapped[IdType] = enum_column(IdType, nullable=False)
-    id_number: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    id_number: Mapped[str] = mapped_column(Sealed(ID_NUMBER), nullable=False)
     nationality: Mapped[str] = mapped_column(sa.String(2), default="CN", nullable=False)
-    mobile: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    mobile: Mapped[Optional[str]] = mapped_column(Sealed(MOBILE))
     email: Mapped[Optional[str]] = mapped_column(sa.String(254))
     job_title: Mapped[Optional[str]] = mapped_column(sa.String(100))
     photo_key: Mapped[Optional[str]] = mapped_column(sa.String(200), unique=True)
@@ -853,9 +855,10 @@ class Person(TimestampMixin, Model):
     # Empty for a photo stored before the check existed.
     photo_verdict: Mapped[Optional[PhotoVerdict]] = enum_column(PhotoVerdict)
     photo_check: Mapped[Optional[dict]] = mapped_column(sa.JSON)
-    # The numbers' search keys (app.search_keys), written with the numbers by the workflow:
-    # the lists' exact searches are an index lookup, whatever was typed. 64 characters hold
-    # the keyed hash they become once the numbers are encrypted.
+    # The numbers are sealed at rest (app.pii: AES-GCM, the key's id beside the ciphertext);
+    # their search keys (app.search_keys: keyed hashes of the normalised numbers), written with
+    # the numbers by the workflow, make the lists' exact searches an index lookup, whatever
+    # was typed, and hold the unit's uniqueness above.
     id_search_key: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
     mobile_search_key: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
     # The name's search tokens (app.search_keys.name_tokens), copied onto the person's
@@ -992,7 +995,8 @@ class PersonRegistration(TimestampMixin, Model):
     # names, its copies stay empty). Searched, never shown: not loaded with the row.
     name_search: Mapped[Optional[list[str]]] = mapped_column(
         sa.JSON().with_variant(postgresql.ARRAY(sa.Text()), "postgresql"), deferred=True)
-    # id_type:id_number of the person, kept here so SQL can hold the per-edition uniqueness.
+    # The keyed hash of the person's id_type:id_number (app.workflow.persons.id_key), kept
+    # here so SQL can hold the per-edition uniqueness without the number itself.
     id_key: Mapped[str] = mapped_column(sa.String(64), nullable=False)
     status: Mapped[PersonStatus] = enum_column(
         PersonStatus, default=PersonStatus.draft, nullable=False

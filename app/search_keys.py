@@ -3,8 +3,9 @@ key of what was typed with the key stored beside the number (B-tree indexed), so
 ２０１４１００５００１ｘ" finds 44011320141005001X and "+86 131-2345-6789" finds 13123456789,
 and the numbers themselves are never read to search.
 
-Issue 17 encrypts the numbers and makes the key a keyed hash: `_sealed` is the one place that
-changes (and a migration then recomputes the stored keys).
+The numbers are sealed at rest (issue 17, app.pii) and the keys are keyed hashes (HMAC-SHA256
+with PII_SEARCH_KEY), so the database holds neither a number nor a hash anyone without the key
+could recompute from a guessed number.
 
 A person's name has search tokens beside it (name_tokens), copied onto its registrations and
 GIN indexed there with the delegation: a name search for one or two Chinese characters is then
@@ -15,6 +16,8 @@ import re
 import unicodedata
 
 import phonenumbers
+
+from app.pii import digest
 
 # Spaces and dashes people put between groups of digits: after NFKC (full-width forms become
 # ASCII) the hyphen, dashes, the minus sign and the katakana long-vowel mark IMEs offer.
@@ -32,8 +35,8 @@ def _folded(value: str) -> str:
 
 
 def _sealed(normalised: str) -> str:
-    """The stored form of a normalised number (issue 17: a keyed hash of it)."""
-    return normalised
+    """The stored form of a normalised number: its keyed hash (app.pii.digest)."""
+    return digest(normalised)
 
 
 def normalised_id_number(value: str | None) -> str:

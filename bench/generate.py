@@ -4,6 +4,7 @@ At scale 1.0: 45 delegations, 1,000 sub-delegations, 60,000 units and 450,000 pe
 over every status, with orders, payments, invoices, refunds, review decisions and badges in
 proportion. Rows go in by COPY (no ORM), ids are assigned here and the sequences moved past
 them, the human-readable counters too, so the app's own workflow carries on from the data.
+The numbers are sealed and keyed as the app does (app/pii.py): run it in the app's context.
 
 The demo accounts keep working: `sh-delegation` manages the Shanghai delegation (22% of the
 units, about 100,000 persons at full size), `finance` and `reviewer` see everyone.
@@ -18,7 +19,9 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from stdnum.cn import ric, uscc
 
+from app.pii import ID_NUMBER, MOBILE, seal
 from app.search_keys import id_number_key, mobile_key, name_tokens
+from app.workflow.persons import id_key
 
 SEED = 20221105
 FULL = {"delegations": 45, "sub_delegations": 1000, "units": 60_000, "persons": 450_000}
@@ -135,7 +138,8 @@ def generate(dsn: str, scale: float) -> dict[str, int]:
             sub = rng.choice(subs) if subs and kinds[delegation] == "local" \
                 and rng.random() < 0.8 else None
             unit_rows.append((uid, code, code, name, f"Bench Trading {i:05d} Co.", "domestic",
-                              "enterprise", f"+86138{i:08d}", f"u{i:05d}@bench.ciie.local",
+                              "enterprise", seal(f"+86138{i:08d}", MOBILE),
+                              f"u{i:05d}@bench.ciie.local",
                               "zh", moment, moment))
             number = None
             if status == "approved":
@@ -143,7 +147,8 @@ def generate(dsn: str, scale: float) -> dict[str, int]:
                 number = f"T05{unit_number:06d}"
             submitted = None if status == "draft" else moment - timedelta(days=rng.randint(5, 40))
             reg_rows.append((rid, edition_id, uid, status, number, delegation, sub, False, False,
-                             "联系人", f"+86138{i:08d}", f"u{i:05d}@bench.ciie.local",
+                             "联系人", seal(f"+86138{i:08d}", MOBILE),
+                             f"u{i:05d}@bench.ciie.local",
                              "进口设备", "采购洽谈", submitted, moment, moment))
             units.append((uid, rid, status, delegation, sub, name))
         counts["unit"] = _copy(cur, "unit", [
@@ -196,11 +201,12 @@ def generate(dsn: str, scale: float) -> dict[str, int]:
             days = sum(1 << d for d in range(first_day, first_day + rng.randint(1, 3)))
             mobile = f"+86139{i:08d}"
             person_rows.append((pid, unit[0], name, "male" if rng.random() < 0.55 else "female",
-                                id_type, id_number, nationality, mobile, "采购经理",
+                                id_type, seal(id_number, ID_NUMBER), nationality,
+                                seal(mobile, MOBILE), "采购经理",
                                 id_number_key(id_number), mobile_key(mobile), name_tokens(name),
                                 moment, moment))
             pr_rows.append((prid, edition_id, pid, unit[1], unit[3], unit[4],
-                            f"{id_type}:{id_number}", status, tag, days, False,
+                            id_key(id_type, id_number), status, tag, days, False,
                             None if status == "draft" else changed, changed, moment, moment))
             persons.append((prid, unit, status, tag, pid, name))
         counts["person"] = _copy(cur, "person", [

@@ -90,7 +90,8 @@ def build(scale: float) -> dict[str, int]:
         load_demo()
         db.session.remove()
         db.engine.dispose()
-    return generate(url, scale)
+        # The app's keys seal the generated numbers.
+        return generate(url, scale)
 
 
 # ---- measuring ------------------------------------------------------------------------------

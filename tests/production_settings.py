@@ -4,6 +4,8 @@ for the test in a folder outside the repository, and Nuonuo's invoicing platform
 reached)."""
 from __future__ import annotations
 
+import base64
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -83,10 +85,13 @@ def payment_settings(folder: Path) -> dict[str, str]:
 
 def production_settings(folder: Path) -> dict[str, str]:
     """Every provider setting a production start needs (add the database and the mail
-    server's port)."""
+    server's port), with the keys that seal personal data."""
     return {"SECRET_KEY": "a-production-secret-of-32-bytes!!", "MAIL_BACKEND": "smtp",
             **provider_settings("aliyun"), **payment_settings(folder),
             "EINVOICE_PLATFORM": "nuonuo", "NUONUO_APP_KEY": "SD63236305",
             "NUONUO_APP_SECRET": "SDDED2523BED4643", "NUONUO_ACCESS_TOKEN": "test-token",
             "NUONUO_CLERK": "张三", "NUONUO_FILE_HOSTS": "inv.jss.com.cn",
-            "NUONUO_URL": "https://sdk.nuonuo.com/open/v1/services"}
+            "NUONUO_URL": "https://sdk.nuonuo.com/open/v1/services",
+            # The keys that seal personal data (app/pii.py), made for the test.
+            "PII_KEYS": f"p0:{base64.b64encode(os.urandom(32)).decode()}",
+            "PII_SEARCH_KEY": base64.b64encode(os.urandom(32)).decode()}

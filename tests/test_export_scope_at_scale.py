@@ -3,11 +3,9 @@ never one of another delegation's, and the export sends the same statements for 
 rows (no query per row)."""
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from app import models as m
-from app.extensions import db
 from app.scoping.actor import actor_for_user
+from tests.bulk_persons import add_persons
 from tests.conftest import count_statements
 from tests.test_exports import PERSONS, export
 
@@ -16,25 +14,8 @@ MANY = 1500
 
 def _many_persons(registration: m.UnitRegistration, mark: str, count: int) -> None:
     """`count` more submitted persons of one unit, named mark + number (e.g. 沪0042)."""
-    db.session.execute(sa.text("""
-        INSERT INTO person (unit_id, name, gender, id_type, id_number, nationality,
-                            created_at, updated_at)
-        SELECT :unit, :mark || lpad(n::text, 4, '0'), 'female', 'passport',
-               :prefix || lpad(n::text, 8, '0'), 'GB', now(), now()
-        FROM generate_series(1, :count) AS n"""),
-        {"unit": registration.unit_id, "mark": mark, "count": count,
-         "prefix": f"X{registration.id}"})
-    db.session.execute(sa.text("""
-        INSERT INTO person_registration (edition_id, person_id, unit_registration_id,
-                                         delegation_id, sub_delegation_id, id_key, status,
-                                         entry_days, is_reuse, created_at, updated_at)
-        SELECT :edition, p.id, u.id, u.delegation_id, u.sub_delegation_id,
-               'passport:' || p.id_number, 'submitted', 1, false, now(), now()
-        FROM person p, unit_registration u
-        WHERE p.id_number LIKE :prefix || '%' AND u.id = :registration"""),
-        {"edition": registration.edition_id, "registration": registration.id,
-         "prefix": f"X{registration.id}"})
-    db.session.commit()
+    add_persons(registration, ((f"{mark}{n:04d}", f"X{registration.id}{n:08d}", None)
+                               for n in range(1, count + 1)), gender="female")
 
 
 def _export_statements(app, world, username: str) -> int:

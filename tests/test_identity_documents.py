@@ -18,6 +18,7 @@ from app import models as m
 from app.demo import make_ric
 from app.extensions import db
 from app.validation import PROVINCE_CODES, ValidationFailed, read_id_document
+from app.workflow.persons import id_key
 from tests.conftest import UNIT_A, UNIT_B, UNIT_E, text_of
 from tests.test_app_api import app_user, join_body, portrait
 from tests.test_scoping import PDF
@@ -157,7 +158,9 @@ def test_hmt_residence_permit_is_a_document_type_of_its_own(login, world):
     assert person.id_number == "830000197505050035"
     registration = db.session.scalars(sa.select(m.PersonRegistration)
                                       .where(m.PersonRegistration.person_id == person.id)).one()
-    assert registration.id_key == "hmt_residence_permit:830000197505050035"
+    # The per-edition document key: the keyed hash of type and number (app.pii).
+    assert registration.id_key == id_key(m.IdType.hmt_residence_permit, "830000197505050035")
+    assert registration.id_key != id_key(m.IdType.mainland_id, "830000197505050035")
     assert "港澳台居民居住证" in text_of(client.get("/unit/persons/list/"))
 
 

@@ -23,6 +23,7 @@ from app.extensions import db
 from app.scoping.actor import acting_as, actor_for_user
 from app.scoping.interface import ScopedInterface, filtered_ids
 from app.search_keys import name_search_tokens, name_tokens
+from tests.bulk_persons import add_persons, analyze
 from tests.conftest import ROOT, UNIT_A, text_of
 from tests.test_app_api import app_user, join_body
 from tests.test_person_search import ID_CN, ID_X, MOBILE_CN, add_person, person_form
@@ -387,31 +388,15 @@ GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚�
 
 
 def _many_named_persons(registration: m.UnitRegistration, count: int) -> None:
-    """`count` more persons of one unit with generated Chinese names, their tokens made by
-    the migration's SQL (the same as Python's, tested above), then VACUUM ANALYZE as
-    autovacuum would after a bulk load (it moves GIN's pending entries into the index)."""
-    tokens = _migration().NAME_TOKENS_SQL.format(name="g.name")
-    db.session.execute(sa.text(f"""
-        INSERT INTO person (unit_id, name, gender, id_type, id_number, nationality,
-                            name_search, created_at, updated_at)
-        SELECT :unit, g.name, 'male', 'passport', 'G' || lpad(g.n::text, 8, '0'), 'GB',
-               {tokens}, now(), now()
-        FROM (SELECT n, substr(:surnames, 1 + n % 20, 1) || substr(:given, 1 + n / 20 % 26, 1)
-                        || substr(:given, 1 + n / 520 % 27, 1) AS name
-              FROM generate_series(1, :count) AS n) AS g"""),
-        {"unit": registration.unit_id, "count": count, "surnames": SURNAMES, "given": GIVEN})
-    db.session.execute(sa.text("""
-        INSERT INTO person_registration (edition_id, person_id, unit_registration_id,
-                                         delegation_id, sub_delegation_id, id_key, status,
-                                         entry_days, is_reuse, created_at, updated_at)
-        SELECT :edition, p.id, u.id, u.delegation_id, u.sub_delegation_id,
-               'passport:' || p.id_number, 'submitted', 1, false, now(), now()
-        FROM person p, unit_registration u WHERE p.id_number LIKE 'G%' AND u.id = :registration
-        """), {"edition": registration.edition_id, "registration": registration.id})
-    db.session.commit()
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("VACUUM ANALYZE person"))
-        conn.execute(sa.text("VACUUM ANALYZE person_registration"))
+    """`count` more persons of one unit with generated Chinese names (their tokens as every
+    write path makes them: the migration's SQL makes the same, tested above), then VACUUM
+    ANALYZE as autovacuum would after a bulk load."""
+    def given(position: int) -> str:        # SQL's substr: '' past the end
+        return GIVEN[position] if position < len(GIVEN) else ""
+
+    add_persons(registration, ((SURNAMES[n % 20] + given(n // 20 % 26) + given(n // 520 % 27),
+                                f"G{n:08d}", None) for n in range(1, count + 1)))
+    analyze("person", "person_registration", vacuum=True)
 
 
 def test_a_name_search_is_answered_from_the_registrations_tokens_index_on_postgresql(app, login,

@@ -19,6 +19,7 @@ from openpyxl import Workbook, load_workbook
 from app import clock, create_app
 from app import models as m
 from app.extensions import db
+from app.search_keys import id_number_key
 from tests.conftest import UNIT_A, UNIT_B, Client, base_config, run_worker, text_of
 
 IMPORT = "/unit/persons/import"
@@ -142,7 +143,7 @@ def test_gbk_csv_preview_explains_then_confirm_adds_audited_drafts(login, world)
         assert registration.status is PS.draft
         assert (registration.delegation_id, registration.sub_delegation_id) == (
             unit_registration.delegation_id, unit_registration.sub_delegation_id)
-        assert registration.person.id_search_key == registration.person.id_number
+        assert registration.person.id_search_key == id_number_key(registration.person.id_number)
         assert registration.person.name_search
     wang = new["360426199101010071"]
     assert (wang.person.name, wang.person.gender, wang.person.mobile) == (

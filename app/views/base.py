@@ -48,6 +48,7 @@ from app.clock import SHANGHAI
 from app.extensions import db, queue
 from app.formatting import fmt_money, fmt_value
 from app.labels import COLUMN_LABELS
+from app.pii import Sealed
 from app.scoping.actor import WRITE, current_actor, write_scope
 from app.scoping.interface import ScopedInterface, Selection, filtered_ids
 from app.scoping.rules import condition, get_scoped, row_id, scoped
@@ -280,7 +281,8 @@ class ScopedModelView(ModelView):
         self._add_default_formatters()
 
     def _sortable(self, column: str) -> bool:
-        """Only mapped SQL attributes sort; a Python property ("photo", "waiting") cannot."""
+        """Only mapped SQL attributes sort; a Python property ("photo", "waiting") cannot, nor
+        a sealed number (app.pii: its ciphertexts' order means nothing)."""
         model = self.datamodel.obj
         *path, last = column.split(".")
         for name in path:
@@ -288,7 +290,9 @@ class ScopedModelView(ModelView):
             if relation is None:
                 return False
             model = relation.mapper.class_
-        return last in sa.inspect(model).column_attrs
+        attribute = sa.inspect(model).column_attrs.get(last)
+        return attribute is not None and not any(isinstance(c.type, Sealed)
+                                                 for c in attribute.columns)
 
     def post_add_redirect(self):
         """After adding, show the list the record joined (FAB goes back, which may be home)."""

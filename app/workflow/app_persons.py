@@ -9,6 +9,7 @@ from app import models as m
 from app import storage
 from app.clock import now
 from app.extensions import db
+from app.formatting import mask_id_number
 from app.scoping.actor import PERSON, READ, WRITE, Actor, actor_for_user
 from app.scoping.rules import scoped
 from app.validation import ValidationFailed, check_password, normalise_username
@@ -147,7 +148,7 @@ def update_own(actor: Actor, data: PersonData) -> m.PersonRegistration:
     data = _clean_own(data, edition)
     person = registration.person
     before = {"name": person.name, "id_type": str(person.id_type),
-              "id_number": person.id_number, "entry_days": registration.entry_days}
+              "id_number": mask_id_number(person.id_number), "entry_days": registration.entry_days}
     write_person_data(registration, person, data, edition)
     record(actor, "person_registration", registration.id, "update",
            detail={"before": before})

@@ -131,6 +131,8 @@ def _kinds() -> dict[str, RecordKind]:
         "payment": RecordKind(_l("Payment record"), m.Payment, (m.Payment.number,)),
         "person": RecordKind(_l("Person"), m.Person, (m.Person.name,)),
         "person_registration": RecordKind(_l("Person registration"), PR, (PR.person_name,)),
+        # `flask ciie rotate-keys` (app.pii): no row of its own, the counts in the detail.
+        "pii_keys": RecordKind(_l("Personal data keys")),
         "referral_code": RecordKind(_l("Referral code"), m.ReferralCode,
                                     (m.ReferralCode.code,)),
         "refund": RecordKind(_l("Refund"), m.Refund, (m.Refund.number,)),
@@ -223,6 +225,7 @@ ACTION_LABELS: dict[str, Any] = {
     "review_failed": _l("Failed security review"),
     "review_passed": _l("Passed security review"),
     "roles_change": _l("Roles changed"),
+    "rotate": _l("Sealed again with the current key"),
     "run_again": _l("Run again"),
     "set_default": _l("Made the default"),
     "ship": _l("Shipped"),

@@ -45,7 +45,7 @@ from app.extensions import db
 from app.formatting import fmt_datetime
 from app.scoping.actor import READ, Actor
 from app.scoping.rules import scoped
-from app.search_keys import name_tokens, normalised_id_number, person_keys
+from app.search_keys import id_number_key, name_tokens, normalised_id_number, person_keys
 from app.tasks import operation, report
 from app.validation import normalise_text
 from app.workflow import persons
@@ -557,16 +557,17 @@ def _classify(rows: list[ImportRow], edition: m.Edition, unit_registration: m.Un
     if lock:
         query = query.with_for_update(of=PR)
     registered = {row.id_key: row for row in db.session.execute(query)}
-    earlier = {(row.id_type, row.id_number): row.id for row in db.session.execute(
-        sa.select(P.id, P.id_type, P.id_number).where(
+    # The numbers are sealed (app.pii): the unit's earlier persons are found by search key.
+    earlier = {(row.id_type, row.id_search_key): row.id for row in db.session.execute(
+        sa.select(P.id, P.id_type, P.id_search_key).where(
             P.unit_id == unit_registration.unit_id,
-            P.id_number.in_({r.data.id_number for r in wanted
-                             if r.id_key not in registered})))}
+            P.id_search_key.in_({id_number_key(r.data.id_number) for r in wanted
+                                 if r.id_key not in registered})))}
     for r in wanted:
         found = registered.get(r.id_key)
         if found is None:
             r.action, r.editable = "add", True
-            r.person_id = earlier.get((r.data.id_type, r.data.id_number))
+            r.person_id = earlier.get((r.data.id_type, id_number_key(r.data.id_number)))
             continue
         if found.unit_registration_id != unit_registration.id:
             r.refuse("id_number", OTHER_UNIT)

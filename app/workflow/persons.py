@@ -20,9 +20,11 @@ from app.clock import now
 from app.documents import photo_check
 from app.documents.photo_check import PhotoCheck
 from app.extensions import db
+from app.formatting import mask_id_number
+from app.pii import digest
 from app.scoping.actor import WRITE, Actor
 from app.scoping.rules import get_scoped, scoped
-from app.search_keys import person_keys
+from app.search_keys import normalised_id_number, person_keys
 from app.validation import ValidationFailed, normalise_mobile, normalise_text, read_id_document
 from app.workflow.audit import record
 from app.workflow.editions import current_edition, require_delegation_window
@@ -80,7 +82,8 @@ class PersonData:
 
 
 def id_key(id_type: m.IdType, id_number: str) -> str:
-    return f"{m.IdType(id_type).value}:{id_number}"
+    """PersonRegistration.id_key: the keyed hash of the document's type and number."""
+    return digest(f"{m.IdType(id_type).value}:{normalised_id_number(id_number)}")
 
 
 def set_search_keys(person: m.Person) -> None:
@@ -338,7 +341,7 @@ def save_person(actor: Actor, data: PersonData, registration_id: int | None = No
         if registration.status not in EDITABLE:
             raise WorkflowError(_l("Only a draft person can be changed."))
         person = registration.person
-        before = {"name": person.name, "id_number": person.id_number}
+        before = {"name": person.name, "id_number": mask_id_number(person.id_number)}
         if registration.is_reuse:
             return _save_reuse_contacts(actor, registration, data)
     old_files = (person.photo_key, person.thumb_key) if photo else (None, None)
