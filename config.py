@@ -282,7 +282,7 @@ class Config:
     # keyed hash (HMAC-SHA256). PII_KEYS: "kid:base64-of-32-bytes" entries (commas or new
     # lines), PII_KEY_ID the one that seals (the last when unset); PII_SEARCH_KEY: base64 of
     # 32 bytes or more. Each may be a file (*_FILE) outside the repository. Development and
-    # tests derive both from SECRET_KEY; production refuses to start without them
+    # tests use fixed development keys (app/pii.py); production refuses to start without them
     # (`python -m app.pii` makes keys, `flask ciie rotate-keys`, docs/production.md).
     PII_KEYS = _env("PII_KEYS")
     PII_KEYS_FILE = _env("PII_KEYS_FILE")

@@ -13,8 +13,9 @@ Keys come from the environment (or files outside the repository, *_FILE):
   the one new values are sealed with (the last entry when unset). Older entries stay for the
   values they sealed until `flask ciie rotate-keys` has sealed every value with the current one.
 - PII_SEARCH_KEY: base64 of at least 32 bytes, the HMAC key of the search hashes.
-Development and tests derive both from SECRET_KEY (key id "dev"); production refuses to
-start without them (PII_KEYS_REQUIRED)."""
+Development and tests use fixed development keys (key id "dev", derived from a constant, so
+every development process opens the others' data whatever its SECRET_KEY); production
+refuses to start without keys of its own (PII_KEYS_REQUIRED)."""
 from __future__ import annotations
 
 import base64
@@ -36,6 +37,9 @@ from flask import current_app, has_app_context
 KID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 NONCE_BYTES = 12
 DEV_KID = "dev"
+# Not a secret: the development and test databases' keys derive from it. Production never
+# uses it (it needs PII_KEYS and PII_SEARCH_KEY).
+DEV_SECRET = "ciie development personal data keys: never for production"
 # What a value is sealed as: bound into the ciphertext (GCM's associated data), so a sealed
 # ID number pasted into a mobile column does not open.
 ID_NUMBER, MOBILE = "id_number", "mobile"
@@ -113,9 +117,8 @@ def build_ring(config) -> KeyRing:
             raise KeySettingError("production needs PII_KEYS (or PII_KEYS_FILE) and "
                                   "PII_SEARCH_KEY (or PII_SEARCH_KEY_FILE): "
                                   "python -m app.pii makes them")
-        secret = str(config["SECRET_KEY"])
-        return KeyRing({DEV_KID: AESGCM(_derived(secret, b"pii encryption"))}, DEV_KID,
-                       _derived(secret, b"pii search"))
+        return KeyRing({DEV_KID: AESGCM(_derived(DEV_SECRET, b"pii encryption"))}, DEV_KID,
+                       _derived(DEV_SECRET, b"pii search"))
     keys: dict[str, AESGCM] = {}
     last = None
     for entry in filter(None, (e.strip() for e in re.split(r"[,\n]", entries))):
