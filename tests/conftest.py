@@ -68,18 +68,29 @@ def count_statements(call) -> int:
     return len(statements_of(call))
 
 
-@pytest.fixture(scope="session")
-def database_url():
-    """A fresh PostgreSQL database for this run, dropped at the end."""
-    name = f"ciie_test_{os.getpid()}"
-    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+@contextmanager
+def fresh_database(server: str, name: str, ready=None):
+    """An empty PostgreSQL database `name` on `server` (its URL), dropped afterwards;
+    `ready(name)` is called once it exists (a replica waits for it)."""
+    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield f"{PG_SERVER}/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    if ready:
+        ready(name)
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    """A fresh PostgreSQL database for this run, dropped at the end."""
+    with fresh_database(PG_SERVER, f"ciie_test_{os.getpid()}") as url:
+        yield url
 
 
 @dataclass

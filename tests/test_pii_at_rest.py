@@ -274,17 +274,10 @@ def test_production_refuses_to_start_without_the_personal_data_keys(tmp_path):
 @pytest.fixture
 def scratch_database(app):
     """An empty PostgreSQL database of its own, for a migration test."""
-    from tests.conftest import PG_SERVER
+    from tests.conftest import PG_SERVER, fresh_database
 
-    name = f"ciie_pii_migration_{os.getpid()}"
-    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield f"{PG_SERVER}/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(PG_SERVER, f"ciie_pii_migration_{os.getpid()}") as url:
+        yield url
 
 
 def test_the_migration_seals_the_plain_numbers_of_an_existing_database(scratch_database,
@@ -332,3 +325,15 @@ def test_the_migration_seals_the_plain_numbers_of_an_existing_database(scratch_d
         assert {u.id: u.mobile for u in db.session.scalars(sa.select(m.Unit))} == units
         assert all(k == id_key(people[i].id_type, people[i].id_number) for k, i in keys)
         db.session.remove()
+
+
+def test_sql_cannot_compare_a_sealed_column_and_lists_do_not_sort_by_one(login, world):
+    # Each sealing differs: a comparison could never match, so writing one is refused.
+    for column in (m.Person.id_number, m.Person.mobile, m.Unit.mobile):
+        with pytest.raises(SealError, match="search key"):
+            column == "13123456789"  # noqa: B015
+    assert str(m.Person.mobile.is_(None)) == "person.mobile IS NULL"
+    page = login(DELEGATION_SHANGHAI).get("/delegation/persons/list/").data.decode()
+    assert "_oc_DelegationPersonView=person.name" in page
+    assert "_oc_DelegationPersonView=person.id_number" not in page
+    assert "_oc_DelegationPersonView=person.mobile" not in page

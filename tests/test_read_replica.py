@@ -18,7 +18,7 @@ from app import models as m
 from app.extensions import db
 from app.replica import COOKIE_LSN, EXTENSION, primary_lsn
 from tests import replica as clusters
-from tests.conftest import base_config, text_of
+from tests.conftest import base_config, fresh_database, text_of
 
 pytestmark = pytest.mark.skipif(clusters.available() is not None,
                                 reason=clusters.available() or "")
@@ -36,16 +36,9 @@ def pair():
 @pytest.fixture(scope="module")
 def database_url(pair):
     """This module's database, on the replica's primary (the conftest's is on 5432)."""
-    name = f"ciie_test_replica_{os.getpid()}"
-    admin = sa.create_engine(f"{pair.primary_url}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    pair.wait_database(name)
-    yield f"{pair.primary_url}/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(pair.primary_url, f"ciie_test_replica_{os.getpid()}",
+                        ready=pair.wait_database) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
