@@ -168,7 +168,7 @@ def rotate_keys_command(batch: int) -> None:
 
     keys = ring()
     with db.engine.connect() as connection:
-        counts = reseal(connection, keys, batch=batch, commit=connection.commit)
+        counts = reseal(connection, batch=batch, commit=connection.commit)
     record(SYSTEM, "pii_keys", 0, "rotate", detail={"key": keys.current, **counts})
     db.session.commit()
     total = sum(counts.values())

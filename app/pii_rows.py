@@ -18,8 +18,8 @@ from typing import Callable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from app.pii import ID_NUMBER, MOBILE, KeyRing, key_id_of
-from app.search_keys import normalised_id_number, normalised_mobile
+from app.pii import ID_NUMBER, MOBILE, key_id_of, ring
+from app.search_keys import document_key, person_keys
 
 # table: {column: what it holds}. Every Sealed column of app.models is here (a test checks).
 SEALED: dict[str, dict[str, str]] = {
@@ -56,23 +56,24 @@ def _update(connection: Connection, table: sa.TableClause, changes: list[dict]) 
             .values({c: sa.bindparam(c) for c in columns}), changes)
 
 
-def reseal(connection: Connection, ring: KeyRing, *, plain: bool = False, batch: int = BATCH,
+def reseal(connection: Connection, *, plain: bool = False, batch: int = BATCH,
            commit: Callable[[], None] | None = None) -> Counter:
-    """Rewrite every stored number not sealed with the ring's current key and every keyed
+    """Rewrite every stored number not sealed with the app's current key and every keyed
     hash out of date; `plain`: the stored numbers are not sealed yet (the migration).
     `commit` runs after each batch (rotate-keys commits as it goes, so a stop loses nothing
     done and a rerun carries on). Returns how many values of each kind were rewritten."""
     counts: Counter = Counter()
+    keys = ring()
 
     def opened(stored: str | None, kind: str) -> str | None:
         if stored is None:
             return None
-        return stored if plain else ring.open(stored, kind)
+        return stored if plain else keys.open(stored, kind)
 
     def resealed(stored: str | None, value: str | None, kind: str) -> str | None:
         if value is None:
             return None
-        return ring.seal(value, kind) if plain or key_id_of(stored) != ring.current else stored
+        return keys.seal(value, kind) if plain or key_id_of(stored) != keys.current else stored
 
     for name, kinds in SEALED.items():
         extra = ["id_search_key", "mobile_search_key"] if name == "person" else []
@@ -90,8 +91,8 @@ def reseal(connection: Connection, ring: KeyRing, *, plain: bool = False, batch:
                         change[column] = new
                         counts[f"{name}.{column}"] += 1
                 if name == "person":
-                    keys = _person_keys(values["id_number"], values["mobile"], ring)
-                    for column, key in keys.items():
+                    for column, key in person_keys(values["id_number"],
+                                                   values["mobile"]).items():
                         if key != row._mapping[column]:
                             change[column] = key
                             counts[f"person.{column}"] += 1
@@ -101,23 +102,11 @@ def reseal(connection: Connection, ring: KeyRing, *, plain: bool = False, batch:
             _update(connection, table, changes)
             if commit:
                 commit()
-    _registration_keys(connection, ring, batch, counts, commit)
+    _registration_keys(connection, batch, counts, commit)
     return counts
 
 
-def _person_keys(id_number: str | None, mobile: str | None, ring: KeyRing) -> dict:
-    """app.search_keys.person_keys with this ring's search key (no app context needed)."""
-    number, phone = normalised_id_number(id_number), normalised_mobile(mobile)
-    return {"id_search_key": ring.digest(number) if number else None,
-            "mobile_search_key": ring.digest(phone) if phone else None}
-
-
-def registration_id_key(id_type: str, id_number: str, ring: KeyRing) -> str:
-    """app.workflow.persons.id_key with this ring's search key."""
-    return ring.digest(f"{id_type}:{normalised_id_number(id_number)}")
-
-
-def _registration_keys(connection: Connection, ring: KeyRing, batch: int,
+def _registration_keys(connection: Connection, batch: int,
                        counts: Counter, commit: Callable[[], None] | None) -> None:
     registrations = sa.table("person_registration", sa.column("id", sa.Integer),
                              sa.column("id_key", sa.String), sa.column("person_id", sa.Integer))
@@ -135,7 +124,7 @@ def _registration_keys(connection: Connection, ring: KeyRing, batch: int,
         last = rows[-1].id
         changes = []
         for row in rows:
-            key = registration_id_key(row.id_type, ring.open(row.id_number, ID_NUMBER), ring)
+            key = document_key(row.id_type, ring().open(row.id_number, ID_NUMBER))
             if key != row.id_key:
                 changes.append({"row_id": row.id, "id_key": key})
         counts["person_registration.id_key"] += len(changes)

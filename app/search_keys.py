@@ -123,6 +123,12 @@ def name_tokens_suffice(text: str) -> bool:
     return bool(folded) and len(folded) <= 2 and _name_words(text) == [folded]
 
 
+def document_key(id_type: str, id_number: str) -> str:
+    """PersonRegistration.id_key: the keyed hash of a document's type (its value) and number,
+    which holds the per-edition uniqueness of a document."""
+    return _sealed(f"{id_type}:{normalised_id_number(id_number)}")
+
+
 def person_keys(id_number: str | None, mobile: str | None) -> dict[str, str | None]:
     """The key columns of a person with these numbers, as keyword arguments of `Person`."""
     return {"id_search_key": id_number_key(id_number), "mobile_search_key": mobile_key(mobile)}

@@ -21,10 +21,9 @@ from app.documents import photo_check
 from app.documents.photo_check import PhotoCheck
 from app.extensions import db
 from app.formatting import mask_id_number
-from app.pii import digest
 from app.scoping.actor import WRITE, Actor
 from app.scoping.rules import get_scoped, scoped
-from app.search_keys import normalised_id_number, person_keys
+from app.search_keys import document_key, person_keys
 from app.validation import ValidationFailed, normalise_mobile, normalise_text, read_id_document
 from app.workflow.audit import record
 from app.workflow.editions import current_edition, require_delegation_window
@@ -82,8 +81,8 @@ class PersonData:
 
 
 def id_key(id_type: m.IdType, id_number: str) -> str:
-    """PersonRegistration.id_key: the keyed hash of the document's type and number."""
-    return digest(f"{m.IdType(id_type).value}:{normalised_id_number(id_number)}")
+    """PersonRegistration.id_key (app.search_keys.document_key)."""
+    return document_key(m.IdType(id_type).value, id_number)
 
 
 def set_search_keys(person: m.Person) -> None:

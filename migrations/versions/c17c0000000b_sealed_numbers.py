@@ -15,9 +15,7 @@ import logging
 
 import sqlalchemy as sa
 from alembic import op
-from flask import current_app
-
-from app.pii import build_ring
+from app.pii import ring
 from app.pii_rows import SEALED, reseal
 
 # revision identifiers, used by Alembic.
@@ -38,11 +36,11 @@ def _lengths(length: int, old: int) -> None:
 
 
 def upgrade():
-    ring = build_ring(current_app.config)
     _lengths(SEALED_LENGTH, 32)
     with op.batch_alter_table('person', schema=None) as batch_op:
         batch_op.drop_constraint('uq_person_unit_id_id_type_id_number', type_='unique')
-    counts = reseal(op.get_bind(), ring, plain=True)
+    # Sealed with the running app's keys (app.pii.ring: PII_KEYS, PII_SEARCH_KEY).
+    counts = reseal(op.get_bind(), plain=True)
     logging.getLogger("alembic.runtime.migration").info(
         "sealed: %s", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     with op.batch_alter_table('person', schema=None) as batch_op:
@@ -52,14 +50,14 @@ def upgrade():
 
 def downgrade():
     """Opens every number again (the keys must still be set) and restores the plain keys."""
-    ring = build_ring(current_app.config)
+    keys = ring()
     bind = op.get_bind()
     with op.batch_alter_table('person', schema=None) as batch_op:
         batch_op.drop_constraint('uq_person_unit_id_id_type_id_search_key', type_='unique')
     for table, kinds in SEALED.items():
         rows = bind.execute(sa.text(f"SELECT id, {', '.join(kinds)} FROM {table}")).all()
         for row in rows:
-            values = {c: (None if row._mapping[c] is None else ring.open(row._mapping[c], kind))
+            values = {c: (None if row._mapping[c] is None else keys.open(row._mapping[c], kind))
                       for c, kind in kinds.items()}
             bind.execute(sa.text(f"UPDATE {table} SET "
                                  + ", ".join(f"{c} = :{c}" for c in kinds) + " WHERE id = :id"),
